@@ -1,0 +1,5 @@
+import sys
+
+from neuralworld.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""The world model: memory pyramid, the network, and its configuration."""

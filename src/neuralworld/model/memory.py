@@ -1,0 +1,98 @@
+"""The memory pyramid: the network's memory of earlier frames, updated by one rule everywhere.
+
+After the reference system (Ollin Boer Bohan, "World Emulation via Neural Network", 2025):
+for 192x256 frames, level 0 holds the last 4 frames at full size, level 1 the last 8 at
+1/4 per side (48x64), level 2 the last 16 at 1/16 (12x16), level 3 the last 32 at 1/64 (3x4).
+Each level stacks its frames along channels, oldest first: (B, 3 * frames, h, w). Before
+a frame enters a level it is average-pooled from the full frame by the level's factor,
+clamped to [0, 1] and rounded to 8 bits, so that memory in PyTorch, ONNX and the browser
+holds exactly the same values. Zeros stand for frames not seen yet.
+
+The browser player has its own copy of `push` (web/memory.js), tested against this one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class MemoryLayout:
+    frames: tuple[int, ...] = (4, 8, 16, 32)  # frames kept per level, level 0 = full size
+    factor: int = 4  # each level is `factor` times smaller per side than the one before
+
+    def scale(self, level: int) -> int:
+        return self.factor ** level
+
+    def sizes(self, height: int, width: int) -> list[tuple[int, int]]:
+        """(h, w) of each level for frames of height x width (which each scale must divide)."""
+        out = []
+        for i in range(len(self.frames)):
+            s = self.scale(i)
+            if height % s or width % s:
+                raise ValueError(f"{width}x{height} frames are not divisible by {s} for memory level {i}")
+            out.append((height // s, width // s))
+        return out
+
+    @property
+    def window(self) -> int:
+        """How many past frames the memory reaches back."""
+        return max(self.frames)
+
+    @classmethod
+    def for_size(cls, height: int, width: int, frames=(4, 8, 16, 32), factor: int = 4) -> "MemoryLayout":
+        """The reference layout, keeping only the levels whose size stays a whole number of pixels."""
+        levels = [n for i, n in enumerate(frames) if height % factor ** i == 0 and width % factor ** i == 0]
+        return cls(tuple(levels), factor)
+
+    def to_json(self) -> dict:
+        return {"frames": list(self.frames), "factor": self.factor}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "MemoryLayout":
+        return cls(tuple(d["frames"]), int(d["factor"]))
+
+
+def quantize8(x: torch.Tensor) -> torch.Tensor:
+    """Clamp to [0,1] and round to the nearest of 256 levels (what an 8-bit frame can hold)."""
+    return torch.round(x.clamp(0.0, 1.0) * 255.0) / 255.0
+
+
+def pool_levels(frame: torch.Tensor, layout: MemoryLayout) -> list[torch.Tensor]:
+    """(B, 3, H, W) in [0,1] -> one (B, 3, H/s, W/s) quantized image per level."""
+    out = []
+    for i in range(len(layout.frames)):
+        s = layout.scale(i)
+        out.append(quantize8(F.avg_pool2d(frame, s) if s > 1 else frame))
+    return out
+
+
+def empty_memory(layout: MemoryLayout, batch: int, height: int, width: int,
+                 device=None, dtype=torch.float32) -> list[torch.Tensor]:
+    """All-zero memory: a list of (B, 3 * frames_i, h_i, w_i)."""
+    return [torch.zeros(batch, 3 * n, h, w, device=device, dtype=dtype)
+            for n, (h, w) in zip(layout.frames, layout.sizes(height, width))]
+
+
+def push(memory: list[torch.Tensor], frame: torch.Tensor, layout: MemoryLayout) -> list[torch.Tensor]:
+    """Shift `frame` (B, 3, H, W) into every level as its newest entry; the oldest drops out."""
+    return [torch.cat([m[:, 3:], p], dim=1) for m, p in zip(memory, pool_levels(frame, layout))]
+
+
+def memory_from_frames(frames: torch.Tensor, layout: MemoryLayout) -> list[torch.Tensor]:
+    """Memory after seeing `frames` (B, T, 3, H, W), oldest first: the same as pushing them one
+    by one into empty memory, computed at once (used to start rollouts and training windows)."""
+    b, t, _, h, w = frames.shape
+    flat = frames.reshape(b * t, 3, h, w)
+    out = []
+    for n, level in zip(layout.frames, pool_levels(flat, layout)):
+        level = level.reshape(b, t, 3, *level.shape[-2:])
+        if t >= n:
+            level = level[:, t - n:]
+        else:
+            level = torch.cat([level.new_zeros(b, n - t, *level.shape[2:]), level], dim=1)
+        out.append(level.reshape(b, 3 * n, *level.shape[-2:]))
+    return out

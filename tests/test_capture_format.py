@@ -1,0 +1,55 @@
+import json
+
+import numpy as np
+import pytest
+
+from neuralworld.capture import CaptureWriter, open_capture
+from neuralworld.controls import walk_pose
+from neuralworld.errors import UserError
+
+
+def _write(path, n=5, poses=True, force=False):
+    with CaptureWriter(path, width=8, height=6, force=force) as w:
+        for i in range(n):
+            w.add(np.full((6, 8, 3), i * 10, np.uint8))
+        kw = {}
+        if poses:
+            kw = dict(poses=np.stack([walk_pose([0.05 * i, 0, 1.6], 0.1 * i, 0.0) for i in range(n)]),
+                      motion_source="test")
+        w.finish(np.arange(n) / 30, source="test", fps=30, **kw)
+
+
+def test_round_trip(tmp_path):
+    _write(tmp_path / "cap")
+    cap = open_capture(tmp_path / "cap")
+    assert len(cap) == 5 and cap.frames.shape == (5, 6, 8, 3) and cap.frames[3, 0, 0, 0] == 30
+    assert cap.meta["motion"] == {"kind": "pose", "source": "test"}
+    assert cap.meta["controls"]["kind"] == "pose6dof" and len(cap.meta["controls"]["names"]) == 16
+    assert np.allclose(cap.poses[2], walk_pose([0.1, 0, 1.6], 0.2, 0.0), atol=1e-8)
+    assert cap.controls().shape == (5, 16)
+    for key in ("frames", "width", "height", "fps", "duration_s", "motion", "controls", "convention"):
+        assert key in cap.meta
+
+
+def test_existing_output_refused_and_failed_write_leaves_nothing(tmp_path):
+    _write(tmp_path / "cap")
+    with pytest.raises(UserError, match="already exists"):
+        _write(tmp_path / "cap")
+    _write(tmp_path / "cap", n=3, force=True)
+    assert len(open_capture(tmp_path / "cap")) == 3
+    with pytest.raises(ZeroDivisionError):
+        with CaptureWriter(tmp_path / "bad", 8, 6) as w:
+            w.add(np.zeros((6, 8, 3), np.uint8))
+            1 / 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cap"]
+
+
+def test_open_rejects_damaged_capture(tmp_path):
+    _write(tmp_path / "cap")
+    meta = json.loads((tmp_path / "cap/capture.json").read_text())
+    meta["frames"] = 7
+    (tmp_path / "cap/capture.json").write_text(json.dumps(meta))
+    with pytest.raises(UserError, match="frames.npy"):
+        open_capture(tmp_path / "cap")
+    with pytest.raises(UserError, match="no such capture"):
+        open_capture(tmp_path / "missing")
