@@ -163,3 +163,101 @@ class Page:
         return ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
                 f"<title>{html.escape(self.title)}</title><style>{style}</style></head><body>"
                 f"<h1>{html.escape(self.title)}</h1>\n" + "\n".join(self.parts) + "\n</body></html>\n")
+
+
+# ----------------------------------------------------------------------------- the eval report
+
+def _subjects(result: dict) -> list[tuple[str, dict]]:
+    return [("world", result)] + list(result["baselines"].items())
+
+
+def horizon_figure(result: dict) -> bytes:
+    """PSNR and SSIM per rollout horizon, world against the baselines."""
+    fig, (a, b) = new_figure(2)
+    for name, r in _subjects(result):
+        hs = r["rollout"]["horizons"]
+        a.plot(hs, [v if v is not None else np.nan for v in r["rollout"]["psnr"]], "o-", label=name)
+        b.plot(hs, [v if v is not None else np.nan for v in r["rollout"]["ssim"]], "o-", label=name)
+    for ax, what in ((a, "PSNR (dB)"), (b, "SSIM")):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("horizon (frames after real memory)")
+        ax.set_ylabel(what)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    return figure_png(fig)
+
+
+def curves_figure(result: dict) -> bytes:
+    """PSNR per step of the open-loop rollouts, and detail retention over the free-play rollout."""
+    fig, (a, b) = new_figure(2)
+    a.plot(np.arange(1, len(result["rollout"]["psnr_by_step"]) + 1), result["rollout"]["psnr_by_step"])
+    a.set_xlabel("step")
+    a.set_ylabel("PSNR (dB), mean over starts")
+    a.set_title("open loop, recorded controls")
+    chunks = [v if v is not None else np.nan for v in result.get("detail_by_chunk", [])]
+    b.plot(np.arange(len(chunks)) * 50 + 25, chunks, "o-")
+    b.axhline(1.0, color="gray", ls="--", lw=1)
+    b.set_xlabel("free-play frame")
+    b.set_ylabel("detail retention (1 = real)")
+    b.set_title("free play")
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+    return figure_png(fig)
+
+
+def write_eval_report(out: Path, result: dict, media: dict, fps: float = 15.0, clips: bool = True) -> None:
+    """index.html (+ MP4 clips when `clips`) into the folder `out` from metrics and sample frames."""
+    from neuralworld.evaluate import summary_rows
+
+    out = Path(out)
+    page = Page(f"neuralworld eval: {result.get('world', 'world')}")
+    caps = ", ".join(f"{c['name']} ({c['frames']} frames)" for c in result["evaluated"]["captures"])
+    page.text(f"Held-out captures: {caps}. World size {result['evaluated']['world_size'][1]}x"
+              f"{result['evaluated']['world_size'][0]}, memory window {result['evaluated']['memory_window']} "
+              f"frames. Rollout speed {result['speed']['frames_per_s']:.1f} frames/s "
+              f"({result['speed']['device']}). Full numbers: metrics.json.")
+    page.heading("Summary")
+    page.table(*summary_rows(result))
+    for note in result["evaluated"]["notes"]:
+        page.text("Note: " + note)
+    fid = result["control_fidelity"]
+    if not fid.get("available"):
+        page.text(f"Control fidelity: not available ({fid.get('reason', '')}).")
+    page.heading("Rollout against the real frames")
+    page.image(horizon_figure(result), "PSNR and SSIM of the h-th generated frame, open loop from real "
+                                       "memory with the recorded controls")
+    page.image(curves_figure(result), "left: PSNR per step; right: high-frequency share of the free-play "
+                                      "rollout relative to the real frames, per 50 frames")
+    if "rollout" in media:
+        real, gen, last = media["rollout"]
+        cols = [h - 1 for h in result["rollout"]["horizons"] if h <= len(gen)]
+        page.image(png_bytes(grid([[real[i] for i in cols], [gen[i] for i in cols], [last for _ in cols]])),
+                   "rows: real, generated, copy-last; columns: horizons "
+                   + ", ".join(str(i + 1) for i in cols))
+        if clips:
+            write_mp4(out / "rollout.mp4", (side_by_side(r, g) for r, g in zip(real, gen)), fps, scale=_scale(real))
+            page.video("rollout.mp4", "real (left) and generated (right), recorded controls")
+    if "free_play" in media:
+        gen = media["free_play"]
+        picks = np.linspace(0, len(gen) - 1, min(8, len(gen))).round().astype(int)
+        page.heading("Free play")
+        page.image(png_bytes(grid([[gen[i] for i in picks]])),
+                   "free-play frames " + ", ".join(str(i + 1) for i in picks))
+        if clips:
+            write_mp4(out / "free_play.mp4", gen, fps, scale=_scale(gen))
+            page.video("free_play.mp4", f"{len(gen)} frames of free play")
+    if "fidelity" in media:
+        truth, gen = media["fidelity"]
+        picks = np.linspace(0, len(gen) - 1, min(8, len(gen))).round().astype(int)
+        page.heading("Control fidelity")
+        page.image(png_bytes(grid([[truth[i] for i in picks], [gen[i] for i in picks]])),
+                   "random walk-and-look commands; rows: true render, generated")
+        if clips:
+            write_mp4(out / "fidelity.mp4", (side_by_side(t, g) for t, g in zip(truth, gen)), fps, scale=_scale(gen))
+            page.video("fidelity.mp4", "true render (left) and generated (right) of the same commands")
+    (out / "index.html").write_text(page.render())
+
+
+def _scale(frames) -> int:
+    """Enlarge small frames in clips to about 256 pixels tall."""
+    return max(1, 256 // frames[0].shape[0])

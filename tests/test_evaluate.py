@@ -1,0 +1,121 @@
+import json
+
+import numpy as np
+import pytest
+
+from neuralworld import metrics
+from neuralworld.capture.format import CaptureWriter, open_capture
+from neuralworld.cli import main
+from neuralworld.evaluate import CopyLast, evaluate_world, plan_capture
+from neuralworld.model.memory import MemoryLayout
+
+H, W = 16, 16
+
+
+def write_action_capture(path, frames: np.ndarray, actions=None, names=("steering", "throttle")):
+    n = len(frames)
+    actions = np.zeros((n, len(names))) if actions is None else actions
+    with CaptureWriter(path, W if frames.shape[2] == W else frames.shape[2], frames.shape[1]) as w:
+        for f in frames:
+            w.add(f)
+        w.finish(np.arange(n) / 10.0, source="test", fps=10.0, actions=actions, action_names=list(names))
+    return path
+
+
+def ramp_frames(n: int, rng, h=H, w=W) -> np.ndarray:
+    """Distinct textured frames whose brightness drifts, so copy-last has a known error."""
+    base = rng.integers(40, 190, (h, w, 3))
+    return np.stack([np.clip(base + i, 0, 255) for i in range(n)]).astype(np.uint8)
+
+
+class PerfectWorld:
+    """A test double with the rollout engine's interface that draws the true next frame."""
+
+    def __init__(self, frames, layout=MemoryLayout((2, 4), 4)):
+        self.frames = np.asarray(frames)
+        self.height, self.width = self.frames.shape[1:3]
+        self.schema = {"kind": "actions", "names": ["steering", "throttle"]}
+        self.layout = layout
+        self.index = {f.tobytes(): i for i, f in enumerate(self.frames)}
+
+    def reset(self, start=None):
+        self.pos = self.index[np.asarray(start[-1]).tobytes()] + 1
+
+    def step(self, controls, noise=None):
+        assert controls.shape == (2,)
+        assert [n.shape for n in noise] == [(1, 1, 16, 16), (1, 1, 4, 4)]
+        frame = self.frames[min(self.pos, len(self.frames) - 1)]
+        self.pos += 1
+        return frame
+
+
+@pytest.fixture
+def capture(tmp_path, rng):
+    return open_capture(write_action_capture(tmp_path / "cap", ramp_frames(60, rng)))
+
+
+def test_perfect_world_scores_capped_psnr_and_copy_last_scores_the_known_error(capture):
+    world = PerfectWorld(capture.frames)
+    r = evaluate_world(world, [capture], horizons=(1, 8, 32), starts=3, one_step_points=5, free_play=40,
+                       fidelity_frames=4)
+    assert r["one_step"]["psnr"] == metrics.PSNR_CAP and r["one_step"]["ssim"] == pytest.approx(1.0)
+    assert r["rollout"]["psnr"] == [metrics.PSNR_CAP] * 3
+    assert r["rollout"]["ssim"] == pytest.approx([1.0] * 3)
+    # copy-last: frame i differs from frame i-h by h/255 everywhere (no clipping in 40..189+59)
+    expected = [10 * np.log10(255.0 ** 2 / h ** 2) for h in (1, 8, 32)]
+    assert r["baselines"]["copy_last"]["rollout"]["psnr"] == pytest.approx(expected)
+    assert r["baselines"]["copy_last"]["one_step"]["psnr"] == pytest.approx(expected[0])
+    assert r["control_fidelity"]["available"] is False  # action capture: nothing to compare with
+    assert r["speed"]["frames_per_s"] > 0
+    assert r["evaluated"]["captures"][0]["memory_frames"] == 4
+    # the free-play rollout of a perfect world holds the capture's own detail
+    assert r["detail_retention"] == pytest.approx(1.0, abs=0.15)
+    json.dumps(r)  # metrics.json must be plain JSON
+
+
+def test_short_capture_uses_what_fits_and_says_so(tmp_path, rng, capsys):
+    cap = open_capture(write_action_capture(tmp_path / "short", ramp_frames(20, rng)))
+    r = evaluate_world(PerfectWorld(cap.frames), [cap], starts=2, one_step_points=3, free_play=10,
+                       fidelity_frames=4)
+    assert r["rollout"]["horizons"] == [1, 8, 32, 128]
+    assert r["rollout"]["psnr"][:2] == [metrics.PSNR_CAP] * 2 and r["rollout"]["psnr"][2:] == [None, None]
+    assert any("horizons cut to [1, 8]" in n for n in r["evaluated"]["notes"])
+    assert "horizons cut" in capsys.readouterr().err
+    # shorter than the memory window: memory from fewer frames
+    plan = plan_capture(3, 4, (1, 8), 2, 2, "tiny")
+    assert plan.warm == 2 and plan.horizons == [1] and "memory filled from 2" in plan.notes[0]
+
+
+def test_copy_last_world_repeats_the_newest_memory_frame(capture):
+    base = CopyLast(PerfectWorld(capture.frames))
+    base.reset(np.asarray(capture.frames[3:7]))
+    assert np.array_equal(base.step(np.zeros(2)), capture.frames[6])
+
+
+def test_mismatched_controls_and_sizes_are_refused(tmp_path, rng, capture):
+    from neuralworld.errors import UserError
+
+    world = PerfectWorld(capture.frames)
+    other = open_capture(write_action_capture(tmp_path / "keys", ramp_frames(10, rng), names=("left", "right")))
+    with pytest.raises(UserError, match="differ from the world's"):
+        evaluate_world(world, [other])
+    wide = open_capture(write_action_capture(tmp_path / "wide", ramp_frames(10, rng, 16, 32)))
+    with pytest.raises(UserError, match="different aspect ratio"):
+        evaluate_world(world, [wide])
+
+
+def test_capture_of_same_aspect_is_resized(tmp_path, rng, capture):
+    big = ramp_frames(40, rng, 32, 32)
+    cap = open_capture(write_action_capture(tmp_path / "big", big))
+    r = evaluate_world(CopyLast(PerfectWorld(capture.frames)), [cap], horizons=(1,), starts=2,
+                       one_step_points=2, free_play=5, fidelity_frames=2)
+    assert any("resized" in n for n in r["evaluated"]["notes"])
+    assert r["one_step"]["psnr"] > 30  # the same brightness drift of 1/255 a frame, at half size
+
+
+def test_eval_command_refuses_a_missing_world(tmp_path, capture, capsys):
+    code = main(["eval", str(tmp_path / "nothing"), str(capture.path), "-o", str(tmp_path / "rep")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "world.json is missing" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "rep").exists()
