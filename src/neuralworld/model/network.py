@@ -1,0 +1,186 @@
+"""The world model network: (controls, memory pyramid, noise) -> next frame. Pure tensors.
+
+After the reference system (Ollin Boer Bohan, "World Emulation via Neural Network", 2025):
+an asymmetric, decoder-heavy multi-scale UNet in which memory level i and noise map i join
+at their own scale (1/4^i of the frame per side), the coarse scales hold most parameters and
+the full-resolution block is small, and the controls condition every residual block through
+feature-wise scale and shift (FiLM; Perez et al., "FiLM: Visual Reasoning with a General
+Conditioning Layer", AAAI 2018).
+
+The earlier recipe ("flat8": one frame of memory, a body working at a fixed 1/8 resolution)
+is the other body, for the ablation ladder.
+
+Only export-friendly ops: Conv2d, ReLU, PixelShuffle, Linear, Pad, elementwise; fixed shapes.
+Input channel counts are padded to multiples of 16 (WebGPU software backends were seen to
+compute a 15-channel convolution wrongly; see DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from neuralworld.controls import ACTION_KIND, POSE_KIND
+from neuralworld.model.config import WorldConfig
+
+# In "2d" control mode a pose world's network sees only these two entries of the 16-number
+# vector: tz (forward motion, metres) and r02 (sine of the yaw change about the camera's y axis).
+POSE_2D_INDEX = (11, 2)
+
+
+def pad_channels(x: torch.Tensor, multiple: int = 16) -> torch.Tensor:
+    """Zero-pad the channel dimension of (B, C, H, W) up to a multiple of `multiple`."""
+    pad = -x.shape[1] % multiple
+    return F.pad(x, (0, 0, 0, 0, 0, pad)) if pad else x
+
+
+def padded(channels: int, multiple: int = 16) -> int:
+    return channels + (-channels % multiple)
+
+
+class FiLMBlock(nn.Module):
+    """Residual block x + conv(relu(film(conv(relu(x))))), FiLM-conditioned on the controls.
+    The last convolution starts at zero so every block starts as the identity."""
+
+    def __init__(self, channels: int, cond_dim: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.film = nn.Linear(cond_dim, 2 * channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        nn.init.zeros_(self.film.weight)
+        nn.init.zeros_(self.film.bias)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.relu(x))
+        scale, shift = self.film(cond)[:, :, None, None].chunk(2, dim=1)  # (B, C, 1, 1) each
+        h = h * (1 + scale) + shift
+        return x + self.conv2(F.relu(h))
+
+
+class UNetBody(nn.Module):
+    """Multi-scale UNet with one scale per memory level. Down: stride-f convolution; up: 1x1
+    convolution + pixel shuffle (Shi et al., "Real-Time Single Image and Video Super-Resolution
+    Using an Efficient Sub-Pixel CNN", CVPR 2016); skips are added, not concatenated."""
+
+    def __init__(self, config: WorldConfig, cond_dim: int):
+        super().__init__()
+        levels = len(config.memory_frames)
+        ch = config.scaled_channels()[:levels]
+        f = config.memory_factor
+        self.stems = nn.ModuleList(nn.Conv2d(padded(3 * n + 1), c, 3, padding=1)
+                                   for n, c in zip(config.memory_frames, ch))
+        self.downs = nn.ModuleList(nn.Conv2d(ch[i], ch[i + 1], f, stride=f) for i in range(levels - 1))
+        self.ups = nn.ModuleList(nn.Sequential(nn.Conv2d(ch[i + 1], ch[i] * f * f, 1), nn.PixelShuffle(f))
+                                 for i in range(levels - 1))
+        self.encoder = nn.ModuleList(nn.ModuleList(FiLMBlock(c, cond_dim) for _ in range(config.encoder_blocks[i]))
+                                     for i, c in enumerate(ch))
+        self.decoder = nn.ModuleList(nn.ModuleList(FiLMBlock(c, cond_dim) for _ in range(config.decoder_blocks[i]))
+                                     for i, c in enumerate(ch))
+        self.out = nn.Conv2d(ch[0], 3, 3, padding=1)
+
+    def forward(self, memory: list[torch.Tensor], noise: list[torch.Tensor], cond: torch.Tensor) -> torch.Tensor:
+        skips = []
+        x = None
+        for i, stem in enumerate(self.stems):
+            h = stem(pad_channels(torch.cat([memory[i], noise[i]], dim=1)))  # (B, c_i, h_i, w_i)
+            if i > 0:
+                h = h + self.downs[i - 1](x)
+            for block in self.encoder[i]:
+                h = block(h, cond)
+            skips.append(h)
+            x = h
+        for i in reversed(range(len(self.stems))):
+            if i < len(self.stems) - 1:
+                x = self.ups[i](x) + skips[i]
+            for block in self.decoder[i]:
+                x = block(x, cond)
+        return self.out(F.relu(x))  # (B, 3, H, W)
+
+
+class Flat8Body(nn.Module):
+    """The earlier recipe's body: the newest memory level (full size) and its noise map go down
+    8x in one strided convolution, a flat stack of blocks works at 1/8 size, pixel shuffle up."""
+
+    def __init__(self, config: WorldConfig, cond_dim: int):
+        super().__init__()
+        c = config.scaled_channels()[0]
+        self.down = nn.Conv2d(padded(3 * config.memory_frames[0] + 1), c, 8, stride=8)
+        self.blocks = nn.ModuleList(FiLMBlock(c, cond_dim) for _ in range(sum(config.decoder_blocks)))
+        self.up = nn.Sequential(nn.Conv2d(c, 3 * 64, 3, padding=1), nn.PixelShuffle(8))
+
+    def forward(self, memory: list[torch.Tensor], noise: list[torch.Tensor], cond: torch.Tensor) -> torch.Tensor:
+        x = self.down(pad_channels(torch.cat([memory[0], noise[0]], dim=1)))  # (B, c, H/8, W/8)
+        for block in self.blocks:
+            x = block(x, cond)
+        return self.up(F.relu(x))  # (B, 3, H, W)
+
+
+class WorldNet(nn.Module):
+    """forward(controls (B, C) raw, memory [L x (B, 3 n_i, h_i, w_i)], noise [L x (B, 1, h_i, w_i)])
+    -> (B, 3, H, W) in [0, 1]. Controls are normalised inside, from the buffers control_mean and
+    control_scale (set from the training captures), so every caller passes raw vectors."""
+
+    def __init__(self, config: WorldConfig, control_dim: int, control_kind: str = POSE_KIND):
+        super().__init__()
+        self.config = config
+        self.register_buffer("control_mean", torch.zeros(control_dim))
+        self.register_buffer("control_scale", torch.ones(control_dim))
+        if config.control_mode == "2d" and control_kind == POSE_KIND:
+            index = list(POSE_2D_INDEX)
+        else:
+            index = list(range(control_dim))
+        self.register_buffer("control_index", torch.tensor(index), persistent=False)
+        e = config.control_embed
+        self.control_mlp = nn.Sequential(nn.Linear(len(index), e), nn.ReLU(), nn.Linear(e, e), nn.ReLU())
+        self.body = UNetBody(config, e) if config.network == "unet" else Flat8Body(config, e)
+        if config.residual:  # start as copy-the-last-frame
+            last = self.body.out if config.network == "unet" else self.body.up[0]
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+
+    def set_control_normalisation(self, mean, scale) -> None:
+        self.control_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.control_scale.copy_(torch.as_tensor(scale, dtype=torch.float32))
+
+    def forward(self, controls: torch.Tensor, memory: list[torch.Tensor], noise: list[torch.Tensor]) -> torch.Tensor:
+        c = (controls - self.control_mean) / self.control_scale  # (B, C)
+        c = torch.index_select(c, 1, self.control_index)  # (B, C') the controls this recipe sees
+        cond = self.control_mlp(c)  # (B, E)
+        out = self.body(memory, noise, cond)  # (B, 3, H, W)
+        if not self.config.residual:
+            return torch.sigmoid(out)
+        out = memory[0][:, -3:] + out  # a change to the newest frame in memory
+        if self.training:  # straight-through clamp: overshooting pixels still get a gradient
+            return out + (out.clamp(0.0, 1.0) - out).detach()
+        return out.clamp(0.0, 1.0)
+
+
+def example_inputs(config: WorldConfig, control_dim: int, batch: int = 1, device=None):
+    """Zero controls, random memory and noise of the right shapes (for stats, export and tests)."""
+    sizes = config.layout.sizes(config.height, config.width)
+    controls = torch.zeros(batch, control_dim, device=device)
+    memory = [torch.rand(batch, 3 * n, h, w, device=device) for n, (h, w) in zip(config.memory_frames, sizes)]
+    noise = [torch.rand(batch, 1, h, w, device=device) for h, w in sizes]
+    return controls, memory, noise
+
+
+def model_stats(config: WorldConfig, control_dim: int = 16, control_kind: str | None = None) -> dict:
+    """Parameters and FLOPs of one frame (batch 1), counted by torch.utils.flop_counter.
+    FLOPs count a multiply-add as 2; elementwise ops are not counted (they are small)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    kind = control_kind or (POSE_KIND if control_dim == 16 else ACTION_KIND)
+    net = WorldNet(config, control_dim, kind).eval()
+    inputs = example_inputs(config, control_dim)
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        net(*inputs)
+    return {
+        "params": sum(p.numel() for p in net.parameters()),
+        "flops": int(counter.get_total_flops()),
+        "height": config.height, "width": config.width,
+        "memory_frames": list(config.memory_frames),
+    }

@@ -1,0 +1,164 @@
+"""A world on disk and the one rollout engine: load/save, reset(), step(controls) -> frame.
+
+After the environment interface of DIAMOND (Alonso et al., "Diffusion for World Modeling:
+Visual Details Matter in Atari", NeurIPS 2024): a rolling memory buffer that every generated
+frame is pushed into with model/memory.push, exactly as in training and in the browser.
+
+The world folder:
+  world.json           {"format": "neuralworld-world", "version": 1, "preset", "config" (WorldConfig),
+                        "controls": {"kind", "names", "ranges" [[min, max] per name], "mean", "scale"},
+                        "memory": {"frames", "factor"}, "height", "width", "training" (summary)}
+  weights.safetensors  the averaged (EMA) weights of WorldNet, buffers included; never a pickle
+  start_frames.npy     (K, H, W, 3) uint8 real frames, oldest first, to start play from
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
+
+from neuralworld.errors import UserError
+from neuralworld.fileio import atomic_write_bytes, atomic_write_json, read_json
+from neuralworld.model.config import WorldConfig
+from neuralworld.model.memory import MemoryLayout, empty_memory, memory_from_frames, push
+from neuralworld.model.network import WorldNet
+
+FORMAT = "neuralworld-world"
+VERSION = 1
+
+
+def resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(N, h, w, 3) uint8 -> (N, height, width, 3) uint8 by area averaging (no copy if the size fits)."""
+    import cv2
+
+    if frames.shape[1:3] == (height, width):
+        return frames
+    return np.stack([cv2.resize(np.asarray(f), (width, height), interpolation=cv2.INTER_AREA) for f in frames])
+
+
+def frames_to_tensor(frames: np.ndarray, device=None) -> torch.Tensor:
+    """(..., H, W, 3) uint8 -> (..., 3, H, W) float32 in [0, 1]."""
+    t = torch.as_tensor(np.ascontiguousarray(frames), device=device)
+    return t.movedim(-1, -3).float() / 255.0
+
+
+class World:
+    def __init__(self, net: WorldNet, schema: dict, start_frames: np.ndarray, preset: str | None = None,
+                 summary: dict | None = None, device="cpu"):
+        self.device = torch.device(device)
+        self.net = net.to(self.device).eval()
+        self.config: WorldConfig = net.config
+        self.schema = schema
+        self.start_frames = np.asarray(start_frames, np.uint8)
+        self.preset = preset
+        self.summary = summary or {}
+        self.generator = torch.Generator().manual_seed(0)
+        self.memory: list[torch.Tensor] = []
+        self.reset()
+
+    @property
+    def layout(self) -> MemoryLayout:
+        return self.config.layout
+
+    @property
+    def height(self) -> int:
+        return self.config.height
+
+    @property
+    def width(self) -> int:
+        return self.config.width
+
+    @property
+    def control_dim(self) -> int:
+        return len(self.schema["names"])
+
+    # --- on disk ---
+
+    @classmethod
+    def load(cls, path, device="cpu") -> "World":
+        path = Path(path)
+        meta = read_json(path / "world.json", "world.json (is this a world folder?)")
+        if meta.get("format") != FORMAT:
+            raise UserError(f"{path}: world.json is not a neuralworld world")
+        if meta.get("version") != VERSION:
+            raise UserError(f"{path}: world format version {meta.get('version')} is not supported "
+                            f"(this neuralworld reads version {VERSION}; use a matching neuralworld or train again)")
+        for name in ("weights.safetensors", "start_frames.npy"):
+            if not (path / name).is_file():
+                raise UserError(f"{path}: {name} is missing (the world folder is incomplete)")
+        config = WorldConfig.from_json(meta["config"])
+        schema = meta["controls"]
+        net = WorldNet(config, len(schema["names"]), schema["kind"])
+        try:
+            net.load_state_dict(load_file(path / "weights.safetensors"))
+            start = np.load(path / "start_frames.npy", allow_pickle=False)
+        except (RuntimeError, OSError, ValueError) as e:
+            raise UserError(f"{path}: cannot read the weights or start frames ({e})") from None
+        return cls(net, schema, start, meta.get("preset"), meta.get("training"), device)
+
+    def to_json(self) -> dict:
+        return {
+            "format": FORMAT, "version": VERSION,
+            "preset": self.preset,
+            "config": self.config.to_json(),
+            "controls": self.schema,
+            "memory": self.layout.to_json(),
+            "height": self.height, "width": self.width,
+            "training": self.summary,
+        }
+
+    def save(self, path) -> None:
+        """Write (or refresh) the three files of the world folder, each atomically; world.json last."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.net.state_dict().items()}
+        atomic_write_bytes(path / "weights.safetensors", safetensors_bytes(tensors, metadata={"format": FORMAT}))
+        buf = io.BytesIO()
+        np.save(buf, self.start_frames, allow_pickle=False)
+        atomic_write_bytes(path / "start_frames.npy", buf.getvalue())
+        atomic_write_json(path / "world.json", self.to_json())
+
+    # --- rollout ---
+
+    def reset(self, start=None, seed: int = 0) -> list[torch.Tensor]:
+        """Start a rollout. start: None (the world's start frames), an array (T, H, W, 3) uint8 of
+        real frames, oldest first (resized to the world's size if needed), or "blank" (zeros).
+        The noise generator is re-seeded, so the same reset and controls give the same frames."""
+        self.generator.manual_seed(seed)
+        if isinstance(start, str):
+            if start != "blank":
+                raise ValueError(f"start={start!r}: expected None, 'blank' or an array of frames")
+            self.memory = empty_memory(self.layout, 1, self.height, self.width, device=self.device)
+            return self.memory
+        frames = self.start_frames if start is None else np.asarray(start)
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise ValueError(f"start frames: expected (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
+        frames = resize_frames(frames, self.height, self.width)
+        self.memory = memory_from_frames(frames_to_tensor(frames[None], self.device), self.layout)
+        return self.memory
+
+    def draw_noise(self) -> list[torch.Tensor]:
+        """One (1, 1, h_i, w_i) U(0, 1) map per memory level, from this world's generator."""
+        return [torch.rand(1, 1, h, w, generator=self.generator).to(self.device)
+                for h, w in self.layout.sizes(self.height, self.width)]
+
+    @torch.inference_mode()
+    def step(self, controls, noise=None) -> np.ndarray:
+        """One frame: controls (C,) raw -> (H, W, 3) uint8; the frame is pushed into memory."""
+        c = torch.as_tensor(np.asarray(controls, np.float32).reshape(1, -1), device=self.device)
+        if c.shape[1] != self.control_dim:
+            raise ValueError(f"controls: expected {self.control_dim} numbers ({', '.join(self.schema['names'])}), "
+                             f"got {c.shape[1]}")
+        if noise is None:
+            noise = self.draw_noise()
+        else:
+            noise = [torch.as_tensor(np.asarray(n, np.float32), device=self.device) for n in noise]
+        frame = self.net(c, self.memory, noise)  # (1, 3, H, W)
+        self.memory = push(self.memory, frame, self.layout)
+        newest = self.memory[0][0, -3:]  # the frame as memory holds it: 8-bit exact
+        return torch.round(newest * 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()

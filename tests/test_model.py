@@ -1,0 +1,113 @@
+import dataclasses
+
+import pytest
+import torch
+
+from neuralworld.controls import ACTION_KIND
+from neuralworld.errors import UserError
+from neuralworld.model.config import PRESETS, WorldConfig, get_preset
+from neuralworld.model.memory import MemoryLayout, memory_from_frames
+from neuralworld.model.network import WorldNet, example_inputs, model_stats
+
+MICRO = WorldConfig(height=32, width=32, memory_frames=(2, 4), channels=(8, 16), encoder_blocks=(0, 1),
+                    decoder_blocks=(1, 1), control_embed=16)
+
+
+@pytest.mark.parametrize("config", [
+    MICRO,
+    dataclasses.replace(MICRO, residual=False),
+    dataclasses.replace(MICRO, network="flat8", memory_frames=(1,), channels=(16,), decoder_blocks=(2,)),
+    dataclasses.replace(MICRO, control_mode="2d"),
+])
+def test_forward_shapes_and_range(config):
+    torch.manual_seed(0)
+    net = WorldNet(config, 16)
+    for block in net.modules():  # leave the zero init so the output depends on the inputs
+        if isinstance(block, torch.nn.Conv2d):
+            torch.nn.init.normal_(block.weight, std=0.3)
+    controls, memory, noise = example_inputs(config, 16, batch=2)
+    out = net(controls, memory, noise)
+    assert out.shape == (2, 3, 32, 32)
+    assert out.min() >= 0 and out.max() <= 1
+    out.mean().backward()
+    assert net.control_mlp[0].weight.grad is not None
+
+
+def test_residual_net_starts_as_copy_of_last_frame():
+    net = WorldNet(MICRO, 16).eval()
+    controls, memory, noise = example_inputs(MICRO, 16, batch=2)
+    assert torch.equal(net(controls, memory, noise), memory[0][:, -3:])
+
+
+def test_controls_are_normalised_inside_and_condition_the_output():
+    torch.manual_seed(0)
+    net = WorldNet(MICRO, 2, ACTION_KIND).eval()
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    controls, memory, noise = example_inputs(MICRO, 2)
+    a = net(controls, memory, noise)
+    b = net(controls + torch.tensor([[5.0, 0.0]]), memory, noise)
+    assert not torch.allclose(a, b)
+    # shifting the mean with the input leaves the output unchanged: normalisation is inside
+    net.set_control_normalisation([5.0, 0.0], [1.0, 1.0])
+    assert torch.allclose(net(controls + torch.tensor([[5.0, 0.0]]), memory, noise), a)
+
+
+def test_2d_mode_sees_only_forward_motion_and_yaw():
+    torch.manual_seed(0)
+    config = dataclasses.replace(MICRO, control_mode="2d")
+    net = WorldNet(config, 16).eval()
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    controls, memory, noise = example_inputs(config, 16)
+    base = net(controls, memory, noise)
+    other = controls.clone()
+    other[0, 7] = 3.0  # ty: not seen in 2d mode
+    assert torch.equal(net(other, memory, noise), base)
+    other[0, 11] = 3.0  # tz: seen
+    assert not torch.equal(net(other, memory, noise), base)
+
+
+def test_memory_and_noise_join_at_their_scale():
+    torch.manual_seed(0)
+    net = WorldNet(MICRO, 16).eval()
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    controls, memory, noise = example_inputs(MICRO, 16)
+    base = net(controls, memory, noise)
+    for level in range(2):
+        changed = [n.clone() for n in noise]
+        changed[level] += 0.5
+        assert not torch.allclose(net(controls, memory, changed), base)
+        mem = [m.clone() for m in memory]
+        mem[level][:, :3] += 0.5  # oldest frame of that level
+        assert not torch.allclose(net(controls, mem, noise), base)
+
+
+def test_presets_and_their_budgets():
+    assert set(PRESETS) == {"tiny", "forest", "baseline2022"}
+    forest = model_stats(get_preset("forest"))
+    assert 4e6 < forest["params"] < 6e6 and 0.7e9 < forest["flops"] < 1.3e9
+    tiny = model_stats(get_preset("tiny"))
+    assert 0.2e6 < tiny["params"] < 0.5e6
+    base = get_preset("baseline2022")
+    assert base.memory_frames == (1,) and base.control_mode == "2d" and base.adversarial_weight == 0
+    with pytest.raises(UserError):
+        get_preset("nope")
+
+
+def test_config_json_round_trip_and_resize():
+    cfg = get_preset("forest")
+    assert WorldConfig.from_json(cfg.to_json()) == cfg
+    small = cfg.with_size(96, 128)
+    assert small.memory_frames == (4, 8, 16) and small.layout == MemoryLayout((4, 8, 16), 4)
+    WorldNet(small, 16)(*example_inputs(small, 16))
+    with pytest.raises(UserError):
+        WorldConfig(network="flat8", height=30, width=32, memory_frames=(1,))
+
+
+def test_memory_from_frames_feeds_the_network():
+    frames = torch.rand(1, 5, 3, 32, 32)
+    memory = memory_from_frames(frames, MICRO.layout)
+    out = WorldNet(MICRO, 16).eval()(torch.zeros(1, 16), memory, [torch.rand(1, 1, 32, 32), torch.rand(1, 1, 8, 8)])
+    assert out.shape == (1, 3, 32, 32)
