@@ -119,3 +119,24 @@ def test_eval_command_refuses_a_missing_world(tmp_path, capture, capsys):
     err = capsys.readouterr().err
     assert "world.json is missing" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "rep").exists()
+
+
+def test_eval_command_writes_metrics_and_an_offline_report(tmp_path, rng):
+    from test_rollout import make_world
+
+    world = make_world(tmp_path / "w")
+    other = make_world(tmp_path / "w2", seed=1)
+    cap = write_action_capture(tmp_path / "cap", ramp_frames(30, rng))
+    out = tmp_path / "rep"
+    assert main(["eval", str(world), str(cap), "-o", str(out), "--baseline", str(other), "--starts", "2",
+                 "--one-step-points", "3", "--free-play", "12", "--horizons", "1,8,32"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["rollout"]["horizons"] == [1, 8, 32] and m["rollout"]["psnr"][2] is None  # 26 frames after memory
+    assert set(m["baselines"]) == {"copy_last", "baseline_world"}
+    assert 0 < m["one_step"]["ssim"] < 1 and m["speed"]["frames_per_s"] > 0
+    assert m["evaluated"]["captures"][0]["name"] == "cap"
+    page = (out / "index.html").read_text()
+    assert "<img src=\"data:image/png;base64," in page and "http://" not in page and "https://" not in page
+    assert 'src="rollout.mp4"' in page and (out / "rollout.mp4").stat().st_size > 0
+    assert (out / "free_play.mp4").is_file()
+    assert main(["eval", str(world), str(cap), "-o", str(out)]) == 2  # exists: needs --force

@@ -55,8 +55,9 @@ STEP_QUANTUM = 1.0 / 60.0  # s: time steps are whole multiples of this
 
 
 def world_time_step(real_dt: float) -> float:
-    """The world time step for a real frame interval: min(1/15, dt) rounded to 1/60 (never 0)."""
-    return max(1, round(min(MAX_STEP, real_dt) / STEP_QUANTUM)) * STEP_QUANTUM
+    """The world time step for a real frame interval: min(1/15, dt) rounded to 1/60 (never 0).
+    Halves round up, as JavaScript's Math.round does in the browser player."""
+    return max(1, int(np.floor(min(MAX_STEP, real_dt) / STEP_QUANTUM + 0.5))) * STEP_QUANTUM
 
 
 @dataclass
@@ -122,7 +123,7 @@ def integrate_sticks(times: np.ndarray, sticks: np.ndarray, names: list[str], dt
     times = np.asarray(times, np.float64)
     sticks = np.asarray(sticks, np.float64).reshape(len(times), len(names))
     if frames is None:
-        frames = int(round((times[-1] - times[0]) / dt)) if len(times) > 1 else 0
+        frames = int(np.floor((times[-1] - times[0]) / dt + 0.5)) if len(times) > 1 else 0
     state = start or PlayerState.start()
     poses = [state.pose()]
     for n in range(1, frames + 1):

@@ -71,7 +71,7 @@ class HeldOut:
 
     def frames(self, start: int, stop: int) -> np.ndarray:
         """(stop - start, H, W, 3) uint8 at the world's size."""
-        clip = np.asarray(self.capture.frames[start:stop])
+        clip = np.array(self.capture.frames[start:stop])  # a copy: the capture is memory-mapped read-only
         if clip.shape[1:3] == (self.height, self.width):
             return clip
         import cv2
