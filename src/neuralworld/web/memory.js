@@ -1,0 +1,72 @@
+// The memory pyramid, the same rule as src/neuralworld/model/memory.py (and tested against it).
+//
+// Level i keeps the last `frames[i]` frames at 1 / factor^i per side, oldest first, stacked
+// along channels: a Float32Array laid out (3 * n_i, h_i, w_i), exactly the ONNX input
+// memory_i (1, 3 * n_i, h_i, w_i). A new frame enters every level after being average-pooled
+// from the full frame by the level's factor, clamped to [0, 1] and rounded to 8 bits; the
+// oldest frame drops out. Zeros stand for frames not seen yet.
+
+// torch.round rounds halves to even; Math.round rounds them up.
+function roundHalfEven(x) {
+  const r = Math.round(x);
+  return (r - x === 0.5 && r % 2 !== 0) ? r - 1 : r;
+}
+
+// clamp to [0, 1], round to 256 levels, in float32 like quantize8 in memory.py
+export function quantize8(v) {
+  const x = Math.fround(Math.min(1, Math.max(0, v)) * 255);
+  return Math.fround(roundHalfEven(x) / 255);
+}
+
+export class Memory {
+  // layout: world.json "memory": {frames: [4, 8, ...], factor: 4, sizes: [[h0, w0], ...]}
+  constructor(layout, height, width) {
+    this.frames = layout.frames;
+    this.factor = layout.factor;
+    this.sizes = layout.sizes;
+    this.height = height;
+    this.width = width;
+    this.levels = this.frames.map((n, i) => new Float32Array(3 * n * this.sizes[i][0] * this.sizes[i][1]));
+  }
+
+  clear() {
+    for (const level of this.levels) level.fill(0);
+  }
+
+  // frame: Float32Array (3, H, W) in [0, 1] (the network's output, before any rounding)
+  push(frame) {
+    const H = this.height, W = this.width;
+    this.levels.forEach((level, i) => {
+      const s = this.factor ** i, [h, w] = this.sizes[i];
+      const per = 3 * h * w;
+      level.copyWithin(0, per); // drop the oldest frame
+      const base = level.length - per;
+      for (let c = 0; c < 3; c++) {
+        for (let y = 0; y < h; y++) {
+          for (let x = 0; x < w; x++) {
+            let sum = 0; // float64 accumulation, as torch's CPU avg_pool2d
+            for (let dy = 0; dy < s; dy++) {
+              const row = (c * H + y * s + dy) * W + x * s;
+              for (let dx = 0; dx < s; dx++) sum += frame[row + dx];
+            }
+            level[base + (c * h + y) * w + x] = quantize8(Math.fround(sum / (s * s)));
+          }
+        }
+      }
+    });
+  }
+
+  // frames: Uint8Array (K, H, W, 3), oldest first: the memory after seeing them from empty
+  // (memory_from_frames in memory.py)
+  reset(frames, count) {
+    this.clear();
+    const H = this.height, W = this.width, chw = new Float32Array(3 * H * W);
+    for (let k = 0; k < count; k++) {
+      const off = k * H * W * 3;
+      for (let p = 0; p < H * W; p++) {
+        for (let c = 0; c < 3; c++) chw[c * H * W + p] = Math.fround(frames[off + 3 * p + c] / 255);
+      }
+      this.push(chw);
+    }
+  }
+}
