@@ -140,3 +140,57 @@ def test_eval_command_writes_metrics_and_an_offline_report(tmp_path, rng):
     assert 'src="rollout.mp4"' in page and (out / "rollout.mp4").stat().st_size > 0
     assert (out / "free_play.mp4").is_file()
     assert main(["eval", str(world), str(cap), "-o", str(out)]) == 2  # exists: needs --force
+
+
+class RenderingWorld:
+    """A test double of a pose world that knows the place: it composes the commanded relative
+    motions from the pose of its newest memory frame and renders the true view."""
+
+    def __init__(self, capture):
+        from neuralworld.capture.scene import Renderer, make_scene
+
+        spec = capture.meta["synth"]
+        self.capture = capture
+        self.renderer = Renderer(make_scene(spec["scene"], spec["seed"]), capture.width, capture.height,
+                                 spec["fov_deg"]).__enter__()
+        self.height, self.width = capture.height, capture.width
+        self.schema = {"kind": "pose6dof", "names": capture.control_names}
+        self.layout = MemoryLayout((2, 4), 4)
+        self.index = {f.tobytes(): i for i, f in enumerate(np.asarray(capture.frames))}
+
+    def reset(self, start=None):
+        self.pose = self.capture.poses[self.index[np.asarray(start[-1]).tobytes()]]
+
+    def step(self, controls, noise=None):
+        rel = np.eye(4)
+        rel[:3, :4] = np.asarray(controls[:12], np.float64).reshape(3, 4)
+        self.pose = self.pose @ rel
+        return self.renderer.render(self.pose)
+
+
+@pytest.mark.slow
+def test_control_fidelity_on_a_synthetic_capture(tmp_path):
+    from neuralworld.capture.synth import synthesize
+
+    cap = open_capture(synthesize(tmp_path / "syn", frames=24, width=16, height=16, fps=15, progress=False))
+    world = RenderingWorld(cap)
+    r = evaluate_world(world, [cap], horizons=(1, 8), starts=2, one_step_points=2, free_play=8, fidelity_frames=10)
+    world.renderer.__exit__(None, None, None)
+    fid = r["control_fidelity"]
+    assert fid["available"] and fid["kinds"] == ["synthetic"]
+    assert fid["psnr"] > 45  # the commanded trajectory, rendered twice (float32 controls: ~1e-7 m apart)
+    assert r["one_step"]["psnr"] > 45  # recorded controls lead to the recorded frames too
+    copy = r["baselines"]["copy_last"]["control_fidelity"]
+    assert copy["available"] and copy["psnr"] < fid["psnr"] - 10  # walking and turning changes the view
+
+
+def test_rotation_error_of_the_odometry_measure():
+    from neuralworld.evaluate import _rotation_error_deg
+    from neuralworld.geometry import camera_rotation, make_pose
+
+    yaw = np.radians(np.arange(5) * 1.0)  # commanded: 1 degree per frame
+    commanded = make_pose(camera_rotation(yaw, 0.0), np.zeros((5, 3)))
+    still = make_pose(camera_rotation(np.zeros(5), 0.0), np.zeros((5, 3)))
+    assert _rotation_error_deg(commanded, still, np.ones(5, bool)) == pytest.approx(1.0)
+    assert _rotation_error_deg(commanded, commanded, np.ones(5, bool)) == pytest.approx(0.0, abs=1e-6)
+    assert _rotation_error_deg(commanded, still, np.zeros(5, bool)) is None

@@ -37,9 +37,10 @@ import numpy as np
 
 from neuralworld import metrics
 from neuralworld.capture.format import Capture, open_capture
-from neuralworld.controls import POSE_KIND
+from neuralworld.controls import POSE_KIND, pose_controls
 from neuralworld.controls_file import PlayerState, integrate_sticks, random_sticks, world_time_step
 from neuralworld.errors import UserError
+from neuralworld.geometry import invert_pose
 
 HORIZONS = (1, 8, 32, 128)
 ASPECT_TOLERANCE = 0.01
@@ -184,8 +185,10 @@ def _mean(values) -> float | None:
 
 
 def measure(world, data: list[HeldOut], plans: list[Plan], *, horizons, free_play: int, fidelity_frames: int,
-            seed: int, media: dict | None = None, progress=None) -> dict:
-    """All the numbers of one world (or baseline) on the planned points of the held-out captures."""
+            seed: int, media: dict | None = None, progress=None, truths: dict | None = None) -> dict:
+    """All the numbers of one world (or baseline) on the planned points of the held-out captures.
+    `truths` keeps true renders between the world and its baselines (same commands, same truth)."""
+    truths = {} if truths is None else truths
     stepper = Stepper(world, seed)
     one_psnr, one_ssim = [], []
     per_h = {h: ([], []) for h in horizons}
@@ -221,7 +224,8 @@ def measure(world, data: list[HeldOut], plans: list[Plan], *, horizons, free_pla
             media["free_play"] = gen
         if progress:
             progress.update(1)
-        fid = control_fidelity(stepper, d, plan, fidelity_frames, seed + ci, media if ci == 0 else None)
+        fid = control_fidelity(stepper, d, plan, fidelity_frames, seed + ci, media if ci == 0 else None,
+                               truths.setdefault(ci, {}))
         fidelity.append(fid)
         per_capture.append({"capture": d.name, "one_step_psnr": _mean(cap_one),
                             "rollout_psnr": {str(h): _mean(v) for h, v in cap_h.items()},
@@ -270,17 +274,16 @@ def detail_record(gen: np.ndarray, real: np.ndarray, chunk: int = 50) -> dict:
 
 # ----------------------------------------------------------------------------- control fidelity
 
-def synth_renderer(capture: Capture):
-    """A function (N,4,4) poses -> (N,H,W,3) frames rendering the capture's own synthetic scene,
-    or None when the capture is not synthetic or the renderer is not available."""
-    if capture.meta.get("motion", {}).get("source") != "synthetic":
+def synth_renderer(capture: Capture, height: int, width: int):
+    """A function (N,4,4) poses -> (N, height, width, 3) frames rendering the capture's own
+    synthetic scene (capture.json "synth": scene, seed, fov_deg), or None for other captures."""
+    spec = capture.meta.get("synth")
+    if capture.meta.get("motion", {}).get("source") != "synthetic" or not spec:
         return None
-    try:
-        from neuralworld.capture import synth
-    except ImportError:
-        return None
-    make = getattr(synth, "renderer_for_capture", None)
-    return make(capture) if make else None
+    from neuralworld.capture.synth import render_poses
+
+    return lambda poses: render_poses(poses, width, height, seed=int(spec["seed"]), scene=spec["scene"],
+                                      fov_deg=float(spec["fov_deg"]))
 
 
 def odometry():
@@ -293,32 +296,33 @@ def odometry():
 
 
 def commanded_trajectory(d: HeldOut, s: int, frames: int, seed: int):
-    """Random walk-and-look commands from the pose of frame s-1: (K, 16) controls, (K+1, 4, 4) poses."""
-    poses = d.capture.poses
+    """Random walk-and-look commands from the pose of frame s-1, the newest frame in memory:
+    (K, 16) controls and (K+1, 4, 4) camera-to-world poses, row 0 being frame s-1's own pose."""
     dt = world_time_step(float(np.median(np.diff(d.capture.times))) if len(d) > 1 else 1 / 15)
-    T = poses[s - 1]
+    T = d.capture.poses[s - 1]
     forward = T[:3, 2]
-    start = PlayerState(T[:3, 3].copy(), np.zeros(3), float(np.arctan2(forward[1], forward[0])),
-                        float(np.arcsin(np.clip(forward[2], -1, 1))), float(T[2, 3]))
+    start = PlayerState.start(float(np.arctan2(forward[1], forward[0])), float(np.arcsin(np.clip(forward[2], -1, 1))))
     times, values, names = random_sticks(np.random.default_rng(seed), frames * dt)
-    return integrate_sticks(times, values, names, dt, frames, start)
+    _, poses = integrate_sticks(times, values, names, dt, frames, start)
+    # the player walks with roll 0; the same relative motions from the real (possibly rolled) pose
+    poses = T @ invert_pose(poses[0]) @ poses
+    return pose_controls(poses, np.arange(frames + 1) * dt)[1:], poses
 
 
 def control_fidelity(stepper: Stepper, d: HeldOut, plan: Plan, frames: int, seed: int,
-                     media: dict | None = None) -> dict:
+                     media: dict | None = None, truth_cache: dict | None = None) -> dict:
     """See the module docstring. Returns {"available": bool, ...numbers or "reason"}."""
+    truth_cache = {} if truth_cache is None else truth_cache
     if d.capture.control_kind != POSE_KIND:
         return {"available": False, "reason": "action controls: no ground truth for other commands"}
     s = max(plan.warm, 1)
     frames = min(frames, 10_000)
-    render = synth_renderer(d.capture)
+    render = synth_renderer(d.capture, d.height, d.width)
     if render is not None:
         controls, poses = commanded_trajectory(d, s, frames, seed)
-        truth = np.asarray(render(poses[1:]), np.uint8)
-        if truth.shape[1:3] != (d.height, d.width):
-            import cv2
-
-            truth = np.stack([cv2.resize(f, (d.width, d.height), interpolation=cv2.INTER_AREA) for f in truth])
+        if "truth" not in truth_cache:
+            truth_cache["truth"] = np.asarray(render(poses[1:]), np.uint8)
+        truth = truth_cache["truth"]
         gen = stepper.rollout(d.frames(s - plan.warm, s), controls)
         p = metrics.psnr(gen, truth)
         if media is not None:
@@ -418,9 +422,9 @@ def evaluate_world(world, captures, *, baseline=None, horizons=HORIZONS, starts:
         from tqdm import tqdm
 
         bar = tqdm(total=units, desc="eval", unit="rollout")
-    results = {}
+    results, truths = {}, {}
     for name, subject, m in subjects:
-        results[name] = measure(subject, data, plans, media=m, progress=bar, **kw)
+        results[name] = measure(subject, data, plans, media=m, progress=bar, truths=truths, **kw)
     if bar:
         bar.close()
     if media is not None and baseline is not None:
