@@ -172,3 +172,40 @@ def _read_csv(path: Path) -> PhoneSensors:
         raise UserError(f"{path}: unreadable rows ({e})") from None
     t, angles = _clean(data)
     return PhoneSensors(orientation_t=t, angles=angles)
+
+
+def phone_sensor_poses(path: Path, frames: np.ndarray, times: np.ndarray, intrinsics: dict | None = None,
+                       fov_deg: float | None = None, time_offset: float = 0.0) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Camera poses of a phone recording: rotations from its motion log, translation from the video.
+
+    frames: (N, H, W, 3) uint8 at working size; times: (N,) seconds on the video's clock
+    (`time_offset` is added to them to reach the log's clock). The translation comes from visual
+    odometry (capture/odometry.py) run with the sensors' rotations; when it cannot tell (a camera
+    that never moves) the translation is zero and the report says so. Without any orientation
+    reading the whole motion comes from odometry. Returns (poses (N,4,4), valid (N,), report)."""
+    from neuralworld.capture.odometry import estimate_poses
+    from neuralworld.geometry import make_pose
+
+    path = Path(path)
+    sensors = read_phone_sensors(path)
+    times = np.asarray(times, np.float64)
+    report = {"method": "phone sensors (W3C DeviceOrientation) + visual odometry for translation",
+              "log": FORMAT, "orientation_rows": int(len(sensors.orientation_t)),
+              "motion_rows": int(len(sensors.motion_t)), "absolute_heading": sensors.absolute,
+              "screen_angle": sensors.screen_angle}
+    if len(sensors.orientation_t) == 0:
+        poses, valid, odometry = estimate_poses(frames, times, intrinsics, fov_deg=fov_deg, name=str(path))
+        report.update(rotation_source="video (the log has no orientation readings)", translation_source="video",
+                      odometry=odometry)
+        return poses, valid, report
+    rotations, valid = sensors.rotations_at(times + time_offset)
+    report.update(rotation_source="phone sensors", frames_without_orientation=int((~valid).sum()),
+                  log_span_s=[round(float(sensors.orientation_t[0]), 4), round(float(sensors.orientation_t[-1]), 4)])
+    try:
+        poses, vo_valid, odometry = estimate_poses(frames, times, intrinsics, fov_deg=fov_deg,
+                                                   rotations=rotations, name=str(path))
+    except UserError as e:  # nothing to estimate from (a still camera): orientation only
+        report.update(translation_source="none: zero translation", translation_note=str(e))
+        return make_pose(rotations, np.zeros((len(times), 3))), valid, report
+    report.update(translation_source="visual odometry", odometry=odometry)
+    return make_pose(rotations, poses[:, :3, 3]), valid & vo_valid, report

@@ -68,15 +68,17 @@ async function askMotionPermission() {
   if (answers.some((a) => a !== "granted")) warn("Motion sensors not allowed: the motion will be estimated from the video alone.");
 }
 
+// Readings are logged from the tap until the recorder's stop event, so that they span every frame.
 function onOrientation(e) {
-  if (!rec || rec.stopped) return;
+  if (!rec || !rec.logging) return;
   rec.orientation.push([eventTime(e), e.alpha, e.beta, e.gamma]);
-  if (e.alpha !== null && e.beta !== null) rec.sensorRows++;
+  if (e.alpha === null || e.beta === null) return;
+  rec.sensorRows++;
   rec.absolute = rec.absolute && !!e.absolute;
 }
 
 function onMotion(e) {
-  if (!rec || rec.stopped) return;
+  if (!rec || !rec.logging) return;
   const g = e.accelerationIncludingGravity || {}, a = e.acceleration || {}, r = e.rotationRate || {};
   const v = (x) => (x === undefined ? null : x);
   rec.motion.push([eventTime(e), v(g.x), v(g.y), v(g.z), v(a.x), v(a.y), v(a.z),
@@ -208,7 +210,7 @@ async function startRecording() {
   const { id } = await created.json();
   const r = { id, type, settings, pieces: [], base: 0, bytes: 0, sent: 0, orientation: [], motion: [],
               sensorRows: 0, absolute: true, t0: null, requested: performance.now(), screenAngle: screenAngle(),
-              stopped: false, failed: false, pumping: false };
+              logging: true, stopped: false, failed: false, pumping: false };
   rec = r;
   const recorder = new MediaRecorder(stream, { mimeType: type });
   r.recorder = recorder;
@@ -221,7 +223,7 @@ async function startRecording() {
     if (r.bytes > config.max_bytes) { recorder.stop(); return fail(r, "over the server's size cap"); }
     pump(r);
   };
-  recorder.onstop = () => finish(r);
+  recorder.onstop = () => { r.logging = false; finish(r); };
   recorder.start(TIMESLICE_MS);
   ui.button.classList.add("on");
   ui.button.disabled = false;
