@@ -24,13 +24,16 @@ def pattern(i: int, w: int = 64, h: int = 48) -> np.ndarray:
     return img
 
 
-def make_video(path, n=30, w=64, h=48, times=None):
-    """Encode n frames at the given presentation times (seconds; default 30 fps)."""
+def make_video(path, n=30, w=64, h=48, times=None, rotation=0):
+    """Encode n frames at the given presentation times (seconds; default 30 fps), to be shown
+    rotated `rotation` degrees counter-clockwise (as phones store upright videos)."""
     times = np.arange(n) / 30 if times is None else np.asarray(times)
     codec = CODECS[path.suffix[1:]]
     with av.open(str(path), "w") as c:
         s = c.add_stream(codec, rate=1000)  # a millisecond clock, so frames can come at any time
         s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        if rotation:
+            s.set_display_rotation(rotation)
         for i in range(n):
             f = av.VideoFrame.from_ndarray(pattern(i, w, h), format="rgb24")
             f.pts, f.time_base = int(round(times[i] * 1000)), fractions.Fraction(1, 1000)
@@ -67,6 +70,14 @@ def test_video_with_variable_frame_rate_keeps_presentation_times(tmp_path, ext):
     assert cap.motion_kind == "none" and cap.meta["import"]["time_source"] == "video presentation times"
     frame = np.asarray(cap.frames[0]).astype(int)  # RGB order: red on the left, blue on the right
     assert frame[2, 2, 0] > 150 and frame[2, 2, 2] < 60 and frame[2, -3, 2] > 150 and frame[2, -3, 0] < 60
+
+
+def test_rotation_stored_in_the_video_is_applied(tmp_path):
+    video = make_video(tmp_path / "phone.mp4", n=5, rotation=-90)  # shown turned clockwise: portrait
+    cap = open_capture(import_capture(video, tmp_path / "cap"))
+    assert (cap.width, cap.height) == (48, 64) and cap.meta["import"]["rotation"] == 90
+    frame = np.asarray(cap.frames[0]).astype(int)  # the red left half is now on top
+    assert frame[1, 1, 0] > 150 and frame[-2, 1, 2] > 150 and frame[-2, 1, 0] < 60
 
 
 def test_pose_csv_is_interpolated_by_time_and_turned_into_our_axes(tmp_path):
@@ -145,6 +156,17 @@ def test_partially_overlapping_tum_log_drops_uncovered_frames(tmp_path, capsys):
     assert len(cap) == 21 and cap.meta["import"]["time_origin_s"] == pytest.approx(0.3, abs=1e-3)
     assert np.allclose(cap.poses[:, 0, 3], 0.3 + cap.times, atol=1e-3)
     assert cap.meta["motion"]["source"] == "tum"
+
+
+def test_time_offset_and_image_folder_rate(tmp_path, capsys):
+    video = make_video(tmp_path / "clip.mp4", n=20)
+    (tmp_path / "later.csv").write_text("t,steering\n5,0\n6,0.1\n7,0.2\n")
+    rc, out = run_cli([video, "-o", tmp_path / "cap", "--motion", tmp_path / "later.csv", "--time-offset", "-5"],
+                      capsys)
+    assert rc == 0 and len(open_capture(tmp_path / "cap")) == 20
+    folder = make_images(tmp_path / "imgs", n=5)
+    assert np.allclose(open_capture(import_capture(folder, tmp_path / "a")).times, np.arange(5) / 10)
+    assert np.allclose(open_capture(import_capture(folder, tmp_path / "b", fps=25)).times, np.arange(5) / 25)
 
 
 def test_working_size_rule_and_intrinsics_through_crop():

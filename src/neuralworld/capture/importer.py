@@ -7,9 +7,9 @@
 Frames: decoded and resized by capture/video.py (working-size rule and centre crop there).
 Motion files: read and aligned by capture/motion_files.py (formats, column names and the
 alignment rules there). Frame times, first rule that applies:
-  1. --times FILE (first number of each line, one line per frame);
-  2. the times of a log with one row per frame (KITTI + times.txt, a CSV with a frame column
-     or one row per frame): the recording's own capture times;
+  1. the times of a log with one row per frame (KITTI + times.txt or --times, a CSV with a
+     frame column or one row per frame): the recording's own capture times;
+  2. --times FILE (first number of each line, one line per frame);
   3. a video's presentation times (variable frame rate kept); --fps N spaces them 1/N apart;
   4. an image folder's frames 1/fps apart, --fps defaulting to 10 (KITTI's rate).
 The stored times start at 0 at the first kept frame (capture.json `import.time_origin_s` keeps
