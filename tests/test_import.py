@@ -133,6 +133,11 @@ def test_per_frame_action_log_gives_the_frame_times(tmp_path):
     assert np.allclose(cap.actions[:, 0], (np.arange(20) % 5) / 10)
     assert cap.meta["controls"]["ranges"] == [[0.0, 0.4], [0.5, 0.5]]
     assert cap.controls().shape == (20, 2)
+    # a log that names only some frames keeps only those
+    (tmp_path / "part.csv").write_text("\n".join(lines[:1] + lines[4:15]) + "\n")
+    cap = open_capture(import_capture(video, tmp_path / "part", motion=tmp_path / "part.csv"))
+    assert len(cap) == 11 and np.allclose(cap.times, real[3:14] - real[3])
+    assert np.array_equal(cap.frames[0], open_capture(tmp_path / "cap").frames[3])
 
 
 def test_action_log_at_its_own_rate_holds_the_last_command(tmp_path):

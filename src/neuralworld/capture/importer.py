@@ -151,7 +151,17 @@ def _frame_times(source: Source, decoded: list, times_file, fps: float | None) -
     if fps:
         return np.arange(n) / fps, f"--fps {fps:g}"
     if source.kind == "video":
-        return np.asarray(decoded, np.float64), "video presentation times"
+        missing = [i for i, t in enumerate(decoded) if t is None]
+        if missing:
+            raise UserError(f"{source.path}: frame {missing[0]} has no timestamp (pass --fps N to space the "
+                            "frames 1/N s apart)")
+        times = np.asarray(decoded, np.float64)
+        back = np.flatnonzero(np.diff(times) <= 0)
+        if len(back):
+            i = int(back[0]) + 1
+            raise UserError(f"{source.path}: frame {i} has time {times[i]:.6f} s, not after frame {i - 1}'s "
+                            f"{times[i - 1]:.6f} s (pass --fps N to space the frames 1/N s apart)")
+        return times, "video presentation times"
     return np.arange(n) / IMAGE_FOLDER_FPS, f"{IMAGE_FOLDER_FPS:g} fps (image folder default)"
 
 
@@ -252,7 +262,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "auto: kitti for KITTI, opencv for TUM, arkit for pose CSVs")
     p.add_argument("--time-offset", type=float, default=0.0, metavar="SECONDS",
                    help="added to a time-aligned log's times to put them on the frames' clock")
-    p.add_argument("--intrinsics", metavar="FX,FY,CX,CY", help="pinhole intrinsics in pixels of the source "
+    p.add_argument("--intrinsics", metavar="FX,FY,CX,CY", help="pinhole intrinsics in pixels of the source as shown "
                    "(default: KITTI calib.txt when present, else unknown)")
     p.add_argument("--fov", type=float, metavar="DEG", help="horizontal field of view of the source in degrees, "
                    "when the intrinsics are not known")

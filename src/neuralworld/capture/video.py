@@ -155,8 +155,8 @@ def transform_intrinsics(K: dict, crop: tuple[int, int, int, int], width: int, h
 
 
 def iter_frames(source: Source, width: int, height: int) -> Iterator[tuple[float | None, np.ndarray]]:
-    """Yield (time in seconds relative to the first frame, or None for images;
-    (height, width, 3) uint8 RGB) for every frame of the source."""
+    """Yield (time in seconds relative to the first frame, None for images and for frames without
+    a timestamp; (height, width, 3) uint8 RGB) for every frame of the source, in presentation order."""
     crop = crop_box(source.width, source.height, width, height)
     if source.kind == "images":
         yield from _iter_images(source, crop, width, height)
@@ -208,19 +208,14 @@ def _iter_video(source: Source, crop, width: int, height: int):
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"  # frame + slice threads: decoding is most of the cost
             for frame in container.decode(stream):
-                if frame.time is None:
-                    raise UserError(f"{path}: frame {count} has no timestamp (pass --fps to space frames evenly)")
                 if graph is None:
                     graph = _filter_graph(frame, stream.time_base, source.rotation, crop, width, height)
-                    t0 = frame.time
-                if t_last is not None and frame.time <= t_last:
-                    raise UserError(f"{path}: frame {count} has time {frame.time - t0:.6f} s, not after the "
-                                    f"previous frame's {t_last - t0:.6f} s (pass --fps to space frames evenly)")
-                t_last = frame.time
+                    t0 = frame.time or 0.0
+                t_last = frame.time if frame.time is not None else t_last
                 graph.push(frame)
                 image = np.ascontiguousarray(graph.pull().to_ndarray())  # (height, width, 3) uint8; rows may be padded
                 count += 1
-                yield frame.time - t0, image
+                yield (frame.time - t0 if frame.time is not None else None), image
     except av.error.FFmpegError as e:
         raise UserError(f"{path}: decoding failed after {count} frames ({_short(e)}; the file may be "
                         "damaged or cut short)") from None
@@ -231,6 +226,6 @@ def _iter_video(source: Source, crop, width: int, height: int):
         raise UserError(f"{path}: only {count} of {source.frames} frames could be decoded "
                         "(the file is damaged or cut short)")
     interval = 1.0 / source.fps if source.fps else 0.0
-    if source.duration and count and (t_last - t0) + interval < source.duration - 0.25 - 1.5 * interval:
+    if source.duration and t_last is not None and (t_last - t0) + interval < source.duration - 0.25 - 1.5 * interval:
         raise UserError(f"{path}: frames end at {t_last - t0:.3f} s but the video should last "
                         f"{source.duration:.3f} s (the file is damaged or cut short)")
