@@ -73,7 +73,7 @@ def main() -> None:
     body = Rotation.from_quat(s.body_quat).as_matrix()  # (Q,3,3) OpenGL camera axes
     gyro_speed = np.linalg.norm(s.gyro, axis=1)
     cori_speed = angular_speed(s.quat_t, body)
-    lag_body = estimate_lag(s.quat_t, cori_speed, s.imu_t, gyro_speed)
+    lag_body, corr_body = estimate_lag(s.quat_t, cori_speed, s.imu_t, gyro_speed)
     gyro_R = _integrate(s.imu_t, s.gyro)
     at = np.clip(s.quat_t + lag_body, s.imu_t[0], s.imu_t[-1])
     err = per_frame_error(body, Slerp(s.imu_t, gyro_R)(at).as_matrix())
@@ -100,10 +100,10 @@ def main() -> None:
             best = (np.median(err), fov, vo)
     # lag of the gyro against the picture's rotation seen by vo (what an import without CORI would use)
     vo_speed = angular_speed(times, best[2][:, :3, :3])
-    lag_vo = estimate_lag(times, vo_speed, s.imu_t, gyro_speed)
+    lag_vo, corr_vo = estimate_lag(times, vo_speed, s.imu_t, gyro_speed)
     print(f"time alignment: orientation sample k is frame k (both from 0 s); gyro vs vo angular speed "
-          f"cross-correlation lag {lag_vo * 1000:+.1f} ms (the stabilised picture turns far less than "
-          f"the body, so this lag is loose); gyro vs CORI {lag_body * 1000:+.1f} ms")
+          f"cross-correlation lag {lag_vo * 1000:+.1f} ms at correlation {corr_vo:.2f} (the stabilised "
+          f"picture does not follow the body's shake); gyro vs CORI {lag_body * 1000:+.1f} ms at {corr_body:.2f}")
     print("(speeds measured on a shared 2-core machine; figures are pessimistic under load)")
 
 

@@ -60,7 +60,7 @@ def warn(message: str) -> None:
 
 def resolve_motion(motion_format: str, log, source: Source, frames: np.ndarray, times: np.ndarray,
                    intrinsics: dict | None, fov: float | None, time_offset: float = 0.0,
-                   motion_path=None) -> Motion:
+                   motion_path=None, speed: float | None = None) -> Motion:
     """The motion of the decoded `frames` (N,H,W,3) at `times` (N,): from the log when one was
     given, else from the video's telemetry or the frames themselves (visual odometry), or none."""
     everything = np.arange(len(times))
@@ -70,39 +70,22 @@ def resolve_motion(motion_format: str, log, source: Source, frames: np.ndarray, 
         label = "actions-csv" if log.kind == "actions" else log.format
         return Motion(log.kind, a.keep, a.times, a.valid, label, a.poses, a.actions, log.names,
                       log.notes + a.notes, time_source=str(log.times_path or log.path) if a.own_times else None)
-    if motion_format == "auto":
-        motion_format = "none"
+    if motion_format in ("auto", "telemetry", "vo"):  # from the video itself: capture/video_motion.py
+        from neuralworld.capture.video_motion import motion_from_video
+        poses, valid, report, label, notes = motion_from_video(motion_format, source, frames, times,
+                                                               intrinsics, speed)
+        if poses is not None:
+            return Motion("pose", everything, times, valid, label, poses, notes=notes, report=report)
+        return Motion("none", everything, times, np.ones(len(times), bool), notes=notes)
     if motion_format == "none":
         return Motion("none", everything, times, np.ones(len(times), bool),
                       notes=["no motion: `train` needs a pose or action log (--motion FILE), or "
                              "--motion-format telemetry / vo"])
-    if motion_format == "telemetry":
-        if source.kind != "video":
-            raise UserError(f"{source.path}: --motion-format telemetry needs a video file with embedded telemetry")
-        read_telemetry_poses = _optional("neuralworld.capture.telemetry", "read_telemetry_poses", "telemetry")
-        poses, valid, report = read_telemetry_poses(source.path, times)
-        return Motion("pose", everything, times, np.asarray(valid, bool), "telemetry", poses, report=report)
     if motion_format == "phone-sensors" and motion_path:  # `neuralworld record`'s log: record/sensors.py
         from neuralworld.record.sensors import phone_sensor_poses
         poses, valid, report = phone_sensor_poses(motion_path, frames, times, intrinsics, fov, time_offset)
         return Motion("pose", everything, times, valid, "phone-sensors", poses, report=report)
-    if motion_format == "vo":
-        estimate_poses = _optional("neuralworld.capture.odometry", "estimate_poses", "vo")
-        poses, valid, report = estimate_poses(frames, times, intrinsics, fov_deg=fov)
-        return Motion("pose", everything, times, np.asarray(valid, bool), "odometry", poses, report=report)
     raise UserError(f"--motion-format {motion_format} reads a file: give it with --motion FILE")
-
-
-def _optional(module: str, name: str, option: str):
-    """A function from a part of the package that may not be installed in this version."""
-    import importlib
-    try:
-        return getattr(importlib.import_module(module), name)
-    except ModuleNotFoundError as e:
-        if e.name != module:
-            raise
-        raise UserError(f"--motion-format {option}: not available yet in this version (give a pose or "
-                        "action log with --motion FILE, or use --motion-format none)") from None
 
 
 def source_intrinsics(source: Source, log, intrinsics: str | None, fov: float | None) -> tuple[dict | None, str | None]:
@@ -168,11 +151,12 @@ def _frame_times(source: Source, decoded: list, times_file, fps: float | None) -
 def import_capture(source, out, motion=None, motion_format: str = "auto", times=None, size=None,
                    fps: float | None = None, force: bool = False, pose_axes: str = "auto",
                    time_offset: float = 0.0, intrinsics: str | None = None, fov: float | None = None,
-                   progress: bool | None = None) -> Path:
+                   progress: bool | None = None, speed: float | None = None) -> Path:
     """Import a video file or image folder (+ a motion log) into the capture folder `out`.
 
     size: (width, height) or None for the working-size rule; fps: space frames 1/fps apart;
-    intrinsics: "fx,fy,cx,cy" at the source's size; fov: horizontal field of view in degrees.
+    intrinsics: "fx,fy,cx,cy" at the source's size; fov: horizontal field of view in degrees;
+    speed: m/s to scale the translation of motion estimated from the video (telemetry, vo).
     Returns the capture's path. Raises UserError on bad input, leaving nothing behind."""
     out = Path(out)
     check_new_output(out, force)
@@ -194,7 +178,7 @@ def import_capture(source, out, motion=None, motion_format: str = "auto", times=
         frames, decoded = _decode(src, width, height, Path(tmp) / "frames.u8", progress)
         frame_times, time_source = _frame_times(src, decoded, times, fps)
         check_times(frame_times, str(times or src.path))
-        m = resolve_motion(motion_format, log, src, frames, frame_times, K, fov, time_offset, motion_path=motion)
+        m = resolve_motion(motion_format, log, src, frames, frame_times, K, fov, time_offset, motion_path=motion, speed=speed)
         time_source = m.time_source or time_source
         for note in m.notes:
             warn(note)
@@ -245,7 +229,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "a pose CSV (t, x, y, z, qx, qy, qz, qw; phone AR loggers) or an action CSV (t or frame + "
                    "named numeric columns, e.g. steering, throttle)")
     p.add_argument("--motion-format", choices=MOTION_FORMATS, default="auto",
-                   help="how to read the motion: auto recognises a --motion file by content (without one: none); "
+                   help="how to read the motion: auto recognises a --motion file by content (without one: the video's "
+                   "telemetry when it has some, else visual odometry, else none when no motion can be found); "
                    "none makes a capture without motion; telemetry reads the camera's embedded telemetry; "
                    "vo estimates motion from the frames (visual odometry); phone-sensors reads the motion log "
                    "of `neuralworld record` (orientation from the phone's sensors, translation from odometry)")
@@ -266,6 +251,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(default: KITTI calib.txt when present, else unknown)")
     p.add_argument("--fov", type=float, metavar="DEG", help="horizontal field of view of the source in degrees, "
                    "when the intrinsics are not known")
+    p.add_argument("--speed", type=float, metavar="M/S", help="the camera's speed while moving, to scale motion "
+                   "estimated from the video (telemetry, vo): default the telemetry's GPS speed when present, "
+                   "else 1.4 m/s (walking); frames where the camera is judged static move 0 m")
     p.add_argument("--force", action="store_true", help="replace CAPTURE if it exists")
 
 
@@ -273,7 +261,7 @@ def run(args) -> int:
     out = import_capture(args.source, args.output, motion=args.motion, motion_format=args.motion_format,
                          times=args.times, size=args.size, fps=args.fps, force=args.force,
                          pose_axes=args.pose_axes, time_offset=args.time_offset, intrinsics=args.intrinsics,
-                         fov=args.fov)
+                         fov=args.fov, speed=args.speed)
     from neuralworld.capture.format import open_capture
     cap = open_capture(out)
     motion = cap.meta["motion"]

@@ -165,6 +165,10 @@ def estimate_poses(frames: np.ndarray, times: np.ndarray, intrinsics: dict | Non
     }
     if dark == n:
         raise UserError(f"{name}: all {n} frames are too dark or blank to estimate motion from")
+    if valid.sum() <= 1 and n > 1:
+        raise UserError(f"{name}: could not track the camera in any frame ({failures} tracking failures, "
+                        f"{dark} dark or blank frames; too little texture?), so there is no motion to estimate "
+                        "(give its motion as a file, or import it with --motion-format none)")
     turned = rotation_angle(np.einsum("ji,njk->nik", R_world[0], R_world)).max()  # from frame 0
     if not moving.any() and np.degrees(turned) < STATIC_ROTATION_DEG:
         raise UserError(f"{name}: the camera does not move (no parallax and under "
@@ -213,12 +217,15 @@ def direction_given_rotation(b_key: np.ndarray, b_cur: np.ndarray, R_rel: np.nda
     the one that puts the points in front of both cameras (cheirality)."""
     a = R_rel @ b_cur.T  # (3, M) current bearings in keyframe axes
     rows = np.cross(b_key, a.T)
-    c = np.linalg.svd(rows)[2][-1]
+    c = np.linalg.eigh(rows.T @ rows)[1][:, 0]  # eigenvector of the smallest eigenvalue
     # depths: d_k b_key = c + d_j a  ->  least squares per track; count tracks in front of both
-    A = np.stack([b_key, -a.T], axis=2)  # (M, 3, 2)
-    depths = np.einsum("mij,j->mi", np.linalg.pinv(A), c)  # (M, 2): d_k, d_j
-    front = ((depths[:, 0] > 0) & (depths[:, 1] > 0)).sum()
-    behind = ((depths[:, 0] < 0) & (depths[:, 1] < 0)).sum()
+    # 2x2 normal equations per track: [[1, -k.a], [-k.a, 1]] [d_k, d_j] = [k.c, -a.c]
+    ka = np.sum(b_key * a.T, axis=1)
+    kc, ac = b_key @ c, a.T @ c
+    det = np.maximum(1.0 - ka ** 2, 1e-12)
+    d_k, d_j = (kc - ka * ac) / det, (ka * kc - ac) / det
+    front = ((d_k > 0) & (d_j > 0)).sum()
+    behind = ((d_k < 0) & (d_j < 0)).sum()
     if front == behind:
         return None
     return c if front > behind else -c

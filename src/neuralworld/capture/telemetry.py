@@ -279,13 +279,13 @@ def angular_speed(times: np.ndarray, rotations: np.ndarray) -> np.ndarray:
 
 
 def estimate_lag(times: np.ndarray, video_speed: np.ndarray, telemetry_t: np.ndarray,
-                 telemetry_speed: np.ndarray, max_lag_s: float = 0.2, step_s: float = 0.001) -> float:
+                 telemetry_speed: np.ndarray, max_lag_s: float = 0.2, step_s: float = 0.001) -> tuple[float, float]:
     """Lag (s) that best lines up the telemetry's angular speed with the video's (odometry).
 
     times: (N,) frame times; video_speed: (N-1,) angular speed between consecutive frames;
     telemetry_t, telemetry_speed: (M,) angular speed samples on the telemetry clock (e.g. the
-    gyro's norm). Returns the lag maximising the normalised correlation, searched over
-    +-max_lag_s (telemetry time = frame time + lag)."""
+    gyro's norm). Returns (lag, correlation): the lag maximising the normalised correlation,
+    searched over +-max_lag_s (telemetry time = frame time + lag), and that correlation."""
     mid = 0.5 * (times[:-1] + times[1:])
     v = video_speed - video_speed.mean()
     best, best_lag = -np.inf, 0.0
@@ -295,4 +295,4 @@ def estimate_lag(times: np.ndarray, video_speed: np.ndarray, telemetry_t: np.nda
         c = float(s @ v) / (np.linalg.norm(s) * np.linalg.norm(v) + 1e-12)
         if c > best:
             best, best_lag = c, float(lag)
-    return best_lag
+    return best_lag, best
