@@ -193,7 +193,7 @@ def _numbers(path: Path, lines: list[tuple[int, str]], width: int, what: str) ->
     """Whitespace-separated numeric rows -> (M, width) float64, checked."""
     out = np.empty((len(lines), width))
     for i, (n, line) in enumerate(lines):
-        fields = line.split()
+        fields = _split(line)
         if len(fields) != width:
             raise UserError(f"{path}: line {n} has {len(fields)} numbers, expected {width} ({what})")
         try:
