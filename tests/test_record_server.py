@@ -214,6 +214,9 @@ def test_cli_refuses_bad_options_and_prints_the_address(tmp_path, capsys):
     out = io.StringIO()
     print_address("http://127.0.0.1:8765/?token=abc", out=out)
     assert "http://127.0.0.1:8765/?token=abc" in out.getvalue() and "█" in out.getvalue()
+    out = io.StringIO()
+    print_address("http://127.0.0.1:8765/?token=abc", phone=False, out=out)
+    assert "?token=abc" in out.getvalue() and "█" not in out.getvalue()
 
 
 # --- the sensor log -------------------------------------------------------------------------
@@ -263,3 +266,82 @@ def test_sensor_log_parser(tmp_path):
     for bad in ["bad.json", "missing.json"]:
         with pytest.raises(UserError):
             read_phone_sensors(tmp_path / bad)
+
+
+def test_command_serves_until_ctrl_c_and_keeps_finished_recordings(tmp_path):
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "rec"
+    proc = subprocess.Popen([sys.executable, "-m", "neuralworld", "record", "-o", str(out), "--port", "0", "--no-import"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        while not any("?token=" in line for line in lines):
+            lines.append(proc.stdout.readline())
+            assert lines[-1], "".join(lines)
+        url = re.search(r"(http://127\.0\.0\.1:(\d+))/\?token=([\w-]+)", "".join(lines))
+        base, token = url.group(1), url.group(3)
+
+        def call(method, path, body=None):
+            req = urllib.request.Request(base + path, data=body, method=method, headers={"X-Token": token})
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return json.loads(r.read())
+        done = call("POST", "/api/recordings", json.dumps({"mime": "video/webm"}).encode())["id"]
+        call("PUT", f"/api/recordings/{done}/video?offset=0", b"v" * 50)
+        call("PUT", f"/api/recordings/{done}/motion", MOTION)
+        call("POST", f"/api/recordings/{done}/complete", json.dumps({"video_bytes": 50}).encode())
+        half = call("POST", "/api/recordings", json.dumps({"mime": "video/webm"}).encode())["id"]
+        call("PUT", f"/api/recordings/{half}/video?offset=0", b"v" * 20)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        rest = proc.communicate(timeout=20)[0]
+    assert proc.returncode == 0, rest
+    assert f"neuralworld import {out / 'raw' / done / 'video.webm'}" in rest  # how to import it (--no-import)
+    assert (out / "raw" / done / "video.webm").read_bytes() == b"v" * 50
+    assert not (out / "raw" / half).exists() and not any((out / ".partial").iterdir())
+
+
+def _raw_recording(folder, frames, orientation):
+    """A raw recording as the server stores it: a small webm + motion.json + recording.json."""
+    import av
+
+    folder.mkdir(parents=True)
+    h, w = frames.shape[1:3]
+    with av.open(str(folder / "video.webm"), "w") as c:
+        s = c.add_stream("libvpx", rate=20)
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        for image in frames:
+            c.mux(s.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        c.mux(s.encode())
+    log = json.loads(MOTION)
+    log["orientation"] = orientation
+    (folder / "motion.json").write_text(json.dumps(log))
+    (folder / "recording.json").write_text(json.dumps({"video": "video.webm"}))
+
+
+def test_import_of_a_recording_through_the_importer(tmp_path):
+    from neuralworld.capture.format import open_capture
+    from neuralworld.record.server import import_recording
+
+    rng = np.random.default_rng(0)
+    texture = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8).repeat(4, 0).repeat(4, 1)  # (96, 128, 3)
+    frames = np.stack([texture] * 12)
+    turning = [[t, 20 * t, 90, 0] for t in np.arange(-0.1, 0.7, 0.02).round(3).tolist()]
+    _raw_recording(tmp_path / "raw" / "a", frames, turning)
+    summary = import_recording(tmp_path / "raw" / "a", tmp_path / "a")
+    cap = open_capture(tmp_path / "a")
+    assert summary["frames"] == len(cap) == 12 and cap.meta["motion"]["source"] == "phone-sensors"
+    t = cap.times + cap.meta["import"]["time_origin_s"]
+    assert np.allclose(yaw_deg(cap.poses[:, :3, :3]), 90 + 20 * t, atol=0.01)
+    report = cap.meta["import"]["motion_report"]
+    assert report["rotation_source"] == "phone sensors" and report["translation_source"] == "visual odometry"
+
+    # held still in every way: odometry has nothing to go on, the translation is zero and said so
+    _raw_recording(tmp_path / "raw" / "b", frames, [[0.0, 5, 100, 0], [1.0, 5, 100, 0]])
+    import_recording(tmp_path / "raw" / "b", tmp_path / "b")
+    cap = open_capture(tmp_path / "b")
+    assert np.allclose(np.degrees(roll_pitch(cap.poses[:, :3, :3])), [0, 10], atol=1e-6)
+    assert cap.meta["import"]["motion_report"]["translation_source"].startswith("none")

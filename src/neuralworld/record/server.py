@@ -425,7 +425,7 @@ class RecordServer:
             self.log(f"  import it with: {import_command(raw, self.store.capture(rec_id))}")
 
     def start(self) -> "RecordServer":
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="record-http", daemon=True)
+        self._thread = threading.Thread(target=self.httpd.serve_forever, args=(0.1,), name="record-http", daemon=True)
         self._thread.start()
         return self
 
@@ -445,14 +445,17 @@ class RecordServer:
             self.imports.finish()
 
 
-def print_address(url: str, out=sys.stdout) -> None:
-    """The address as text and as a QR code a phone's camera app opens."""
+def print_address(url: str, phone: bool = True, out=sys.stdout) -> None:
+    """The address as text, and for a phone as a QR code its camera app opens."""
+    if not phone:
+        print(f"\nOpen this address in this machine's browser (for a phone, run with --lan):\n\n  {url}\n", file=out)
+        return
     import qrcode
 
     qr = qrcode.QRCode(border=1)
     qr.add_data(url)
     qr.print_ascii(out=out, invert=True)
-    print(f"\nOpen this address on the phone (scan the code above):\n\n  {url}\n", file=out)
+    print(f"\nOpen this address on the phone (scan the code above; same network):\n\n  {url}\n", file=out)
 
 
 def run(args) -> int:
@@ -485,7 +488,7 @@ def run(args) -> int:
             server.imports.put(rec_id)
         else:
             print(f"recording {rec_id}: not imported ({raw}); import it with: {import_command(raw, capture)}")
-    print_address(server.url)
+    print_address(server.url, phone=args.lan)
     print(f"Recordings go to {folder.resolve()}. Ctrl-C stops the server.", flush=True)
     try:
         server.serve_forever()
