@@ -287,6 +287,10 @@ function seeded(seed) {
   };
 }
 
+async function idle() {
+  while (state.inFlight) await new Promise((r) => setTimeout(r, 1));
+}
+
 function toUint8HWC(frame) {
   const { height: H, width: W } = state.meta, n = H * W, out = new Array(n * 3);
   for (let p = 0; p < n; p++) for (let c = 0; c < 3; c++) out[3 * p + c] = quantize8(frame[c * n + p]) * 255;
@@ -302,12 +306,12 @@ window.nw = {
   get lastControls() { return state.lastControls; },
   get paused() { return state.paused; },
   pause(flag = true) { state.paused = flag; updateBadge(); },
-  reset() { reset(); },
+  async reset() { await idle(); reset(); },
   seed(s) { state.random = s === null ? Math.random : seeded(s); },
   // one step with the given controls and noise (arrays), or the player's own when omitted;
   // returns the frame as a flat (H, W, 3) array of 0..255
   async step(controls = null, noise = null) {
-    while (state.inFlight) await new Promise((r) => setTimeout(r, 1));
+    await idle();
     state.inFlight = true;
     try {
       const c = controls || state.driver.step(state.input.read(), 1 / 15);

@@ -1,0 +1,226 @@
+"""The web player in a real browser (Debian's chromium through Playwright): it loads and draws,
+matches Python's rollout frame for frame, maps keys to the right controls, and plays offline."""
+
+import re
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from neuralworld import export, play
+from neuralworld.controls_file import integrate_sticks
+from neuralworld.world import World
+
+from player_worlds import (ShiftNet, action_schema, bar_column, bar_frames, pose_schema, save_world)
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"no chromium at {CHROMIUM} (apt-get install chromium)"),
+    pytest.mark.skipif(not (export.RUNTIME_DIR / "ort.wasm.min.mjs").is_file(),
+                       reason="ONNX Runtime Web not fetched (run bash scripts/fetch-web-runtime.sh)"),
+]
+
+
+class Served:
+    def __init__(self, web: Path):
+        self.web = web
+        self.server = play.make_server(web, "127.0.0.1", 0)
+        self.url = play.server_url(self.server)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def pose_world(tmp_path_factory):
+    world = save_world(tmp_path_factory.mktemp("browser") / "world", pose_schema(), seed=3)
+    served = Served(export.export_world(world))
+    yield world, served
+    served.stop()
+
+
+@pytest.fixture(scope="module")
+def shift_world(tmp_path_factory):
+    """The analytic world: the picture moves sideways with the yaw the page sends (ShiftNet)."""
+    net = ShiftNet(height=32, width=64)
+    web = export.export_network(net, tmp_path_factory.mktemp("shift") / "web", layout=net.config.layout,
+                                height=32, width=64, schema=pose_schema(), start_frames=bar_frames(4, 32, 64, 16))
+    served = Served(web)
+    yield served
+    served.stop()
+
+
+def open_page(browser, url, errors=None):
+    page = browser.new_page()
+    page.on("pageerror", lambda e: errors.append(str(e)) if errors is not None else None)
+    page.goto(url)
+    page.evaluate("window.nw.ready")
+    return page
+
+
+def frame_array(values, h, w):
+    return np.array(values, np.uint8).reshape(h, w, 3)
+
+
+def test_page_loads_and_draws(browser, pose_world):
+    errors = []
+    page = open_page(browser, pose_world[1].url, errors)
+    page.wait_for_function("window.nw.frames > 10", timeout=20000)
+    badge = page.inner_text("#badge")
+    assert re.fullmatch(r"wasm · \d+\.\d fps", badge), badge
+    page.wait_for_function("parseFloat(document.getElementById('badge').textContent.split('·')[1]) > 0", timeout=5000)
+    pixels = np.array(page.evaluate("""() => { const c = document.getElementById('view');
+        return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data); }"""))
+    assert pixels.reshape(-1, 4)[:, :3].std() > 5  # not blank
+    assert page.is_hidden("#error") and not errors
+    page.keyboard.press("o")
+    assert "controls:" in page.inner_text("#overlay") and page.locator("#levels canvas").count() == 3
+    page.close()
+
+
+def test_first_frames_match_python(browser, pose_world):
+    world_dir, served = pose_world
+    page = open_page(browser, served.url)
+    page.evaluate("window.nw.pause(true)")
+    page.evaluate("window.nw.reset()")
+    world = World.load(world_dir)
+    world.reset()
+    controls, _ = integrate_sticks(np.array([0.0, 0.2]), np.array([[1.0, -0.5], [0.5, 0.8]]), ["forward", "turn"],
+                                   1 / 15, frames=5)
+    rng = np.random.default_rng(7)
+    sizes = world.layout.sizes(world.height, world.width)
+    for i, c in enumerate(controls):
+        noise = [rng.random((1, 1, h, w), dtype=np.float32) for h, w in sizes]
+        expected = world.step(c, noise=noise)
+        got = frame_array(page.evaluate("([c, n]) => window.nw.step(c, n)",
+                                        [c.tolist(), [n.ravel().tolist() for n in noise]]), world.height, world.width)
+        assert np.abs(got.astype(int) - expected).max() <= 2, f"frame {i}"
+    assert expected.std() > 5 and np.abs(expected.astype(int) - world.start_frames[-1]).mean() > 2  # it changes
+    for level, (js, py) in enumerate(zip(page.evaluate("window.nw.memory()"), world.memory)):
+        assert np.abs(np.array(js) - py.numpy().ravel()).max() <= 2 / 255 + 1e-6, f"memory level {level}"
+    page.close()
+
+
+def test_walker_mirrors_the_control_file_rules(browser, pose_world):
+    page = open_page(browser, pose_world[1].url)
+    times = np.array([0.0, 0.3, 0.6, 0.8, 1.0, 1.2])
+    names = ["forward", "strafe", "turn", "look", "run", "jump"]
+    sticks = np.array([[1, 0, 0, 0, 0, 0], [0.5, 0.7, 1, 0, 0, 0], [1, 0, -0.5, 0, 1, 1],
+                       [-1, 0, 0, 0, 1, 0], [0, 0, 0, 1, 0, 0], [0, 0, 0, 0, 0, 0]], float)
+    dt = 1 / 30
+    expected, _ = integrate_sticks(times, sticks, names, dt)
+    rows = [sticks[max(0, np.searchsorted(times, n * dt + 1e-9, side="right") - 1)].tolist() for n in range(len(expected))]
+    got = np.array(page.evaluate("""async ([rows, dt]) => {
+        const m = await import('./controls.js');
+        const w = new m.Walker();
+        // the page's turn axis is + to the left, the control file's + to the right
+        return rows.map(([forward, strafe, turn, look, run, jump]) => Array.from(w.step(
+            {forward, strafe, turn: -turn, pitch: look, lookYaw: 0, lookPitch: 0, run: run > 0.5, jump: jump > 0.5}, dt)));
+    }""", [rows, dt]))
+    assert np.abs(got - expected).max() < 1e-4
+    assert np.ptp(expected[:, 11]) > 0.02 and np.ptp(expected[:, 7]) > 0.01  # it walked and jumped
+    page.close()
+
+
+def test_left_turn_moves_the_picture_right(browser, shift_world):
+    page = open_page(browser, shift_world.url)
+    page.evaluate("window.nw.pause(true)")
+    page.evaluate("window.nw.reset()")
+    still = frame_array(page.evaluate("window.nw.step()"), 32, 64)
+    assert abs(bar_column(still) - 16) < 0.5  # no key: no turn
+    page.keyboard.down("j")
+    for _ in range(3):
+        frame = frame_array(page.evaluate("window.nw.step()"), 32, 64)
+    page.keyboard.up("j")
+    assert page.evaluate("window.nw.lastControls[2]") < -0.1  # r02 < 0: the new forward is to the left
+    moved = bar_column(frame)
+    assert 16 + 8 < moved < 16 + 16  # 3 steps of 2.5 rad/s * 1/15 s at 24 px/rad: 12 px right
+    page.keyboard.down("l")
+    frame = frame_array(page.evaluate("window.nw.step()"), 32, 64)
+    page.keyboard.up("l")
+    assert bar_column(frame) < moved - 2  # right turn: back to the left
+    # the live loop, holding the left arrow
+    page.evaluate("window.nw.reset()")
+    page.evaluate("window.nw.pause(false)")
+    page.keyboard.down("ArrowLeft")
+    start = page.evaluate("window.nw.frames")
+    page.wait_for_function(f"window.nw.frames >= {start + 3}", timeout=10000)
+    page.keyboard.up("ArrowLeft")
+    page.evaluate("window.nw.pause(true)")
+    shift = (bar_column(frame_array(page.evaluate("window.nw.lastFrame()"), 32, 64)) - 16) % 64
+    assert 1 < shift < 32, shift
+    page.close()
+
+
+def test_action_world_keys_drive_named_controls(browser, tmp_path):
+    world = save_world(tmp_path / "car", action_schema(), seed=5)
+    served = Served(export.export_world(world))
+    try:
+        page = open_page(browser, served.url)
+        page.evaluate("window.nw.pause(true)")
+        page.evaluate("window.nw.reset()")
+        page.evaluate("window.nw.step()")
+        steering, throttle = page.evaluate("window.nw.lastControls")
+        assert abs(steering - 0.1) < 1e-6 and abs(throttle - 0.7) < 1e-6  # centred: the recording's mean
+        page.keyboard.down("ArrowLeft")
+        page.keyboard.down("ArrowUp")
+        for _ in range(4):
+            page.evaluate("window.nw.step()")
+        steering, throttle = page.evaluate("window.nw.lastControls")
+        page.keyboard.up("ArrowLeft")
+        page.keyboard.up("ArrowUp")
+        assert -0.7 <= steering < -0.3 and 0.85 < throttle <= 1.0
+        page.close()
+    finally:
+        served.stop()
+
+
+def test_plays_offline_after_the_server_stops(browser, pose_world):
+    served = Served(pose_world[1].web)
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(served.url)
+        page.evaluate("window.nw.ready")
+        page.evaluate("navigator.serviceWorker.ready.then(() => true)")
+        served.stop()
+        page.reload()
+        page.evaluate("window.nw.ready")
+        start = page.evaluate("window.nw.frames")
+        page.wait_for_function(f"window.nw.frames > {start + 5}", timeout=20000)
+        assert page.is_hidden("#error")
+    finally:
+        context.close()
+
+
+def test_a_model_that_cannot_load_says_so(browser, pose_world, tmp_path):
+    web = shutil.copytree(pose_world[1].web, tmp_path / "broken")
+    (web / "model.onnx").write_bytes(b"not a model")
+    served = Served(web)
+    try:
+        page = browser.new_page()
+        page.goto(served.url)
+        page.wait_for_selector("#error", state="visible", timeout=20000)
+        assert "could not load" in page.inner_text("#error")
+        page.close()
+    finally:
+        served.stop()
