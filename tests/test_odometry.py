@@ -1,11 +1,14 @@
 """Visual odometry on small rendered sequences with known camera motion."""
 
+import av
 import cv2
 import numpy as np
 import pytest
 
+from neuralworld.capture import open_capture
 from neuralworld.capture.odometry import (direction_given_rotation, estimate_poses, fit_rotation,
                                           intrinsics_from_fov)
+from neuralworld.cli import main
 from neuralworld.errors import UserError
 from neuralworld.geometry import make_pose, relative_poses, roll_pitch, rotation_angle
 from scipy.spatial.transform import Rotation
@@ -154,3 +157,44 @@ def test_geometry_helpers(rng):
     b_far = (far - c) @ R
     b_far /= np.linalg.norm(b_far, axis=1, keepdims=True)
     assert np.allclose(fit_rotation(b_key, b_far), R, atol=1e-4)
+
+
+def encode(path, frames, fps=10):
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=fps)
+        s.width, s.height, s.pix_fmt, s.options = W, H, "yuv420p", {"crf": "10"}
+        for f in frames:
+            c.mux(s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")))
+        c.mux(s.encode())
+    return path
+
+
+def test_import_vo_flags_dark_frames_and_scales(tmp_path, walk, capsys):
+    frames, _, true = walk
+    frames = frames.copy()
+    frames[8] = 0
+    video = encode(tmp_path / "walk.mp4", frames)
+    rc = main(["import", str(video), "-o", str(tmp_path / "cap"), "--motion-format", "vo", "--size", f"{W}x{H}",
+               "--intrinsics", f"110,110,{(W - 1) / 2},{(H - 1) / 2}", "--speed", "1.5"])
+    assert rc == 0, capsys.readouterr().err
+    assert "too dark or blank" in capsys.readouterr().err
+    cap = open_capture(tmp_path / "cap")
+    assert cap.meta["motion"] == {"kind": "pose", "source": "odometry"}
+    assert cap.meta["import"]["motion_report"]["dark_or_blank_frames"] == 1
+    controls = cap.controls()
+    assert controls[8, 15] == 0 and controls[9, 15] == 0 and controls[3:8, 15].all() and controls[12:, 15].all()
+    steps = np.linalg.norm(controls[12:, [3, 7, 11]], axis=1)  # metres per frame while moving
+    assert np.allclose(steps, 0.15, atol=1e-4)
+
+
+def test_import_static_video(tmp_path, capsys):
+    frames = frames_of(trajectory(12, step=(0, 0, 0), yaw_deg=0.0), np.random.default_rng(5))
+    video = encode(tmp_path / "still.mp4", frames)
+    rc = main(["import", str(video), "-o", str(tmp_path / "vo"), "--motion-format", "vo", "--size", f"{W}x{H}"])
+    assert rc == 2 and "does not move" in capsys.readouterr().err
+    assert not (tmp_path / "vo").exists()
+    rc = main(["import", str(video), "-o", str(tmp_path / "auto"), "--size", f"{W}x{H}"])
+    assert rc == 0 and "no motion" in capsys.readouterr().err
+    assert open_capture(tmp_path / "auto").motion_kind == "none"
+    rc = main(["import", str(video), "-o", str(tmp_path / "tel"), "--motion-format", "telemetry"])
+    assert rc == 2 and "no camera telemetry" in capsys.readouterr().err

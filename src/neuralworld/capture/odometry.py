@@ -15,7 +15,8 @@ problem", PAMI 2004; as taught by Scaramuzza and Fraundorfer, "Visual Odometry",
    rotation and the direction of travel; j becomes the next keyframe and the frames between
    k and j are placed along that direction. With fast motion every frame is a keyframe.
 4. If no parallax builds up within `STATIC_SPAN_S`, the camera is judged static over that
-   span (it may still rotate): zero translation.
+   span (it may still rotate): zero translation. A shorter tail with too little parallax to
+   place it (at the end, or before a frame that cannot be tracked) keeps the last direction.
 
 Scale: monocular vision sees only the direction of travel. Each frame's step is
 speed * dt where speed is, in this order: the given per-frame speeds (e.g. GPS), the given
@@ -109,12 +110,23 @@ def estimate_poses(frames: np.ndarray, times: np.ndarray, intrinsics: dict | Non
     parallaxes, track_counts = [], []
     R0 = camera_rotation(0.0, 0.0, 0.0) if rotations is None else np.asarray(rotations[0], np.float64)
     key = None  # index of the current keyframe, None while (re)starting
+    heading = None  # world direction of the last placed segment, to continue a short unplaced tail
+
+    def continue_tail(end: int) -> None:
+        """Frames key+1..end had too little parallax yet: keep moving along the last direction."""
+        if heading is not None and key is not None and end > key and times[end] - times[key] <= STATIC_SPAN_S:
+            span = slice(key + 1, end + 1)
+            pos[span] = pos[key] + np.cumsum(steps[span])[:, None] * heading[None]
+            moving[span] = True
     for i in range(n):
         gray = cv2.cvtColor(np.ascontiguousarray(frames[i]), cv2.COLOR_RGB2GRAY)
         R_prev, pos_prev = (R0, np.zeros(3)) if i == 0 else (R_world[i - 1], pos[i - 1])
         R_world[i] = R_prev if rotations is None else rotations[i]
         pos[i] = pos_prev
         if is_unusable(gray):
+            if key is not None:
+                continue_tail(i - 1)
+                pos[i] = pos[i - 1]
             dark += 1
             key = None
         elif key is None:  # (re)start tracking here; the first frame is the origin
@@ -124,6 +136,8 @@ def estimate_poses(frames: np.ndarray, times: np.ndarray, intrinsics: dict | Non
             R_known = None if rotations is None else rotations[key].T @ rotations[i]
             rel = tracker.track(gray, R_known)
             if rel is None:
+                continue_tail(i - 1)
+                pos[i] = pos[i - 1]
                 failures += 1
                 tracker.start(gray)  # a fresh start here: the next frame is tracked from this one
                 key = i
@@ -135,18 +149,19 @@ def estimate_poses(frames: np.ndarray, times: np.ndarray, intrinsics: dict | Non
                 valid[i] = True
                 span = slice(key + 1, i + 1)
                 if direction is not None:  # new keyframe: place frames key+1..i along the direction
-                    dist = np.cumsum(steps[span])
-                    pos[span] = pos[key] + dist[:, None] * (R_world[key] @ direction)[None]
+                    heading = R_world[key] @ direction
+                    pos[span] = pos[key] + np.cumsum(steps[span])[:, None] * heading[None]
                     moving[span] = True
                     tracker.new_keyframe(gray)
                     key = i
                 elif times[i] - times[key] > STATIC_SPAN_S:  # no parallax built up: static span
                     pos[span] = pos[key]
+                    heading = None
                     tracker.new_keyframe(gray)
                     key = i
         if progress is not None:
             progress(1)
-    # frames still pending after the last keyframe: too little parallax to place them, so hold
+    continue_tail(n - 1)
     report = {
         "method": "visual odometry (Shi-Tomasi + pyramidal Lucas-Kanade, 5-point essential matrix)",
         "rotation_source": "video" if rotations is None else "given rotations",
