@@ -140,15 +140,13 @@ def plan_capture(n: int, window: int, horizons, starts: int, one_step_points: in
     warm = min(window, n - 1)  # keep the memory full when possible; shorten the horizons first
     avail = n - warm
     fit = [h for h in horizons if h <= avail]
-    if not fit:
-        fit = [avail]
     if warm < window:
-        notes.append(f"{name}: {n} frames are fewer than the memory window ({window}) + the longest horizon "
-                     f"({max(horizons)}): memory filled from {warm} real frames")
+        notes.append(f"{name}: {n} frames do not fill the memory window ({window}) and leave a frame to "
+                     f"predict: memory filled from {warm} real frames")
     if fit != list(horizons):
-        notes.append(f"{name}: horizons cut to {fit} (only {avail} frames after the memory)")
-    longest = max(fit)
-    s = np.unique(np.linspace(warm, n - longest, max(1, starts)).round().astype(int))
+        notes.append(f"{name}: {n} frames are fewer than the memory window ({window}) + the longest horizon "
+                     f"({max(horizons)}): horizons cut to {fit} (only {avail} frames after the memory)")
+    s = np.unique(np.linspace(warm, n - max(fit), max(1, starts)).round().astype(int)) if fit else np.zeros(0, int)
     o = np.unique(np.linspace(warm, n - 1, max(1, one_step_points)).round().astype(int))
     return Plan(warm, fit, s.tolist(), o.tolist(), warm, notes)
 
@@ -203,7 +201,7 @@ def measure(world, data: list[HeldOut], plans: list[Plan], *, horizons, free_pla
             cap_one.append(one_psnr[-1])
             if progress:
                 progress.update(1)
-        longest = max(plan.horizons)
+        longest = max(plan.horizons, default=0)
         cap_h = {}
         for k, s in enumerate(plan.starts):
             gen = stepper.rollout(d.frames(s - plan.warm, s), d.controls[s:s + longest])
@@ -389,10 +387,14 @@ def merge_fidelity(records: list[dict]) -> dict:
 
 def evaluate_world(world, captures, *, baseline=None, horizons=HORIZONS, starts: int = 8,
                    one_step_points: int = 32, free_play: int = 600, fidelity_frames: int = 64,
-                   seed: int = 0, media: dict | None = None, progress: bool = False) -> dict:
+                   seed: int = 0, window: int | None = None, media: dict | None = None,
+                   progress: bool = False) -> dict:
     """Measure `world` (and copy-last, and `baseline` when given) on `captures` (paths or Captures).
 
     Returns the metrics.json dict. `media`, when given, receives sample frames for the report.
+    `window` (default: the world's memory window, or the baseline's if longer) is how many real
+    frames precede the first predicted frame; worlds compared with each other must share it, so
+    that they predict the same frames.
     """
     captures = [c if isinstance(c, Capture) else open_capture(c) for c in captures]
     if not captures:
@@ -402,7 +404,8 @@ def evaluate_world(world, captures, *, baseline=None, horizons=HORIZONS, starts:
     if baseline is not None:
         for c in captures:
             held_out(baseline, c)
-    window = world.layout.window
+    if window is None:
+        window = max(world.layout.window, baseline.layout.window if baseline is not None else 0)
     plans = [plan_capture(len(d), window, horizons, starts, one_step_points, d.name) for d in data]
     notes = [n for p in plans for n in p.notes]
     for d in data:
