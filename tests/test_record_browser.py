@@ -3,7 +3,6 @@ seconds while the test turns the "phone" through injected DeviceOrientation even
 becomes a capture whose frames and rotations match what was recorded and injected."""
 
 import json
-import time
 from pathlib import Path
 
 import av

@@ -154,6 +154,8 @@ def test_interrupted_upload_resumes_and_completes_only_when_sizes_match(server, 
     assert state["train"].startswith(f"neuralworld train {tmp_path / 'rec' / rec_id} -o ")
     assert (tmp_path / "rec" / rec_id / "from.txt").read_text() == str(raw)
     assert put_video(srv, rec_id, 3000, b"more")[0] == 409  # final: no more bytes taken
+    status, answer, _ = request(srv, "POST", f"/api/recordings/{rec_id}/complete", json.dumps({"video_bytes": 3000}))
+    assert status == 200 and answer["state"] == "imported"  # a repeated completion (lost answer) is harmless
     assert not any((tmp_path / "rec" / ".partial").iterdir())
 
 

@@ -63,8 +63,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from neuralworld.errors import UserError
 from neuralworld.fileio import atomic_write_bytes
-from neuralworld.record.store import (ID_PATTERN, PARTIAL_MAX_AGE_S, OffsetMismatch, RecordingStore,
-                                      TooLarge)
+from neuralworld.record.store import PARTIAL_MAX_AGE_S, OffsetMismatch, RecordingStore, TooLarge
 
 DEFAULT_PORT = 8765
 DEFAULT_MAX_MB = 2048
@@ -115,8 +114,10 @@ def import_recording(raw_dir: Path, capture_dir: Path) -> dict:
                    motion_format="phone-sensors")
     from neuralworld.capture.format import open_capture
     cap = open_capture(capture_dir)
-    return {"frames": len(cap), "duration_s": cap.meta.get("duration_s"),
-            "motion": cap.meta["motion"].get("source"), "width": cap.width, "height": cap.height}
+    report = cap.meta.get("import", {}).get("motion_report") or {}
+    about = (f"{len(cap)} frames {cap.width}x{cap.height}, {cap.meta['duration_s']:.1f} s; rotation from "
+             f"{report.get('rotation_source', '?')}, translation from {report.get('translation_source', '?')}")
+    return {"frames": len(cap), "width": cap.width, "height": cap.height, "about": about}
 
 
 class ImportQueue:
@@ -152,8 +153,8 @@ class ImportQueue:
             else:
                 train = shlex.join(["neuralworld", "train", str(capture), "-o", str(Path("worlds") / rec_id)])
                 self.states[rec_id] = {"state": "imported", "capture": str(capture), "train": train, **summary}
-                details = ", ".join(f"{k} {v}" for k, v in summary.items())
-                self.log(f"recording {rec_id}: capture {capture} ({details})\n  train on it: {train}")
+                about = summary.get("about") or f"{summary.get('frames', '?')} frames"
+                self.log(f"recording {rec_id}: capture {capture} ({about})\n  train on it: {train}")
             self.current = None
 
     def finish(self, timeout: float | None = None) -> bool:
@@ -196,8 +197,13 @@ class RecordHandler(BaseHTTPRequestHandler):
         self._send(status, json.dumps(obj).encode(), "application/json")
 
     def _refuse(self, status: int, message: str, **extra) -> None:
-        """An error answer; the request body, unread, is drained when small, else the connection
-        is closed after the answer."""
+        """An error answer for a request whose body was not read."""
+        self._drain()
+        self._json(status, {"error": message, **extra})
+
+    def _drain(self) -> None:
+        """Skip an unread request body: read off the socket when small (the client then sees the
+        answer), else the connection is closed after the answer."""
         length = self._length()
         if length and length <= DRAIN_MAX:
             try:
@@ -206,7 +212,6 @@ class RecordHandler(BaseHTTPRequestHandler):
                 self.close_connection = True
         elif length:
             self.close_connection = True
-        self._json(status, {"error": message, **extra})
 
     def _length(self) -> int:
         try:
@@ -269,6 +274,9 @@ class RecordHandler(BaseHTTPRequestHandler):
                 if uploading:
                     self.app.store.discard(rec_id)
                 return self._json(200, {"id": rec_id, "state": "discarded" if uploading else state["state"]})
+            if part == "complete" and self.command == "POST" and not uploading:  # a retry whose answer was lost
+                self._drain()
+                return self._json(200, {"id": rec_id, **state})
             if not uploading:
                 return self._refuse(409, f"recording is {state['state']}, no longer uploading", **state)
             if part == "video" and self.command == "PUT":
