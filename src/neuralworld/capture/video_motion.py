@@ -21,7 +21,7 @@ from neuralworld.capture.telemetry import (angular_speed, estimate_lag, poses_fr
 from neuralworld.capture.video import crop_box, transform_intrinsics
 from neuralworld.errors import UserError
 
-MIN_LAG_CORRELATION = 0.6  # a gyro/video lag is applied only when their angular speeds agree this well
+MIN_LAG_CORRELATION = 0.8  # a gyro/video lag is applied only when their angular speeds agree this well
 
 
 def motion_from_video(motion_format: str, source, frames: np.ndarray, times: np.ndarray,
