@@ -77,15 +77,13 @@ def test_moving_forward_enlarges_what_is_ahead():
     tree = int(conifers[0])  # a conifer: its crown starts well above the eye, so the eye sees the trunk
     x, y = full.obstacles[full.obstacles[:, 3] == tree][0, :2]
     one_tree, nothing = full.only([tree]), full.only([])
-    widths = []
-    for distance in (9.0, 4.5):  # walking forward from 9 m to 4.5 m in front of the trunk
-        eye = [x - distance, y, full.height_at(x - distance, y) + 1.6]
-        pose = walk_pose(eye, 0.0, 0.0)  # heading +x, toward the tree
-        images = []
-        for scene in (one_tree, nothing):
-            with Renderer(scene, 160, 120) as renderer:
-                images.append(renderer.render(pose))
-        widths.append(_silhouette_width(*images))
+    # walking forward from 9 m to 4.5 m in front of the trunk, heading +x toward it
+    poses = [walk_pose([x - d, y, full.height_at(x - d, y) + 1.6], 0.0, 0.0) for d in (9.0, 4.5)]
+    images = []
+    for scene in (one_tree, nothing):
+        with Renderer(scene, 160, 120) as renderer:
+            images.append([renderer.render(pose) for pose in poses])
+    widths = [_silhouette_width(images[0][i], images[1][i]) for i in range(2)]
     assert widths[0] >= 3
     assert widths[1] / widths[0] == pytest.approx(2.0, rel=0.2)  # apparent size ~ 1 / distance
 

@@ -30,10 +30,10 @@ from neuralworld.geometry import OPENCV_TO_OPENGL_CAMERA, invert_pose
 SCENES = ("trail",)
 DEFAULT_FOV_DEG = 70.0  # horizontal field of view of the camera, about a phone's main camera
 NEAR, FAR = 0.05, 200.0  # clip planes, metres
-FOG_END = 70.0  # metres: fog is complete here, so nothing further is drawn
+FOG_END = 55.0  # metres: fog is complete here, so nothing further is drawn
 LOD_DISTANCE = 25.0  # metres: parts further away are drawn with coarser meshes
 GROUND_HALF = 130.0  # the ground spans [-GROUND_HALF, GROUND_HALF]^2 metres
-FOREST_HALF = 100.0  # trees grow within [-FOREST_HALF, FOREST_HALF]^2
+FOREST_HALF = 115.0  # trees grow within [-FOREST_HALF, FOREST_HALF]^2
 EGL_PACKAGES = "libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri libgbm1"
 
 # Instance rows of every part: origin xyz, scale xyz, colour rgb (float32). A part is a unit
@@ -157,7 +157,7 @@ def _plant(rng, scene: Scene):
                     (r, r, r * 0.85), green * rng.uniform(0.85, 1.1))
     # bushes and rocks, some right beside the trail for near parallax
     m = len(xy)
-    count = 900
+    count = int(900 * (FOREST_HALF / 100) ** 2)
     bush_xy = rng.uniform(-FOREST_HALF, FOREST_HALF, (count, 2))
     near = rng.integers(0, len(scene.trail), count // 3)
     side = rng.choice([-1.0, 1.0], count // 3)[:, None]
@@ -243,8 +243,8 @@ def _cylinder(sides: int = 10):
     return np.concatenate([bottom, top]), faces
 
 
-def _cone(sides: int = 12):
-    """Unit cone with its base disc (seen from below when a crown is above the eye)."""
+def _cone(sides: int = 12, base: bool = True):
+    """Unit cone, with its base disc (seen from below when a crown is above the eye) if `base`."""
     a = np.linspace(0, 2 * np.pi, sides, endpoint=False)
     c, s = np.cos(a), np.sin(a)
     k = 1 / np.sqrt(2)  # side normals for a cone as tall as wide
@@ -254,8 +254,10 @@ def _cone(sides: int = 12):
     centre = np.array([[0, 0, 0, 0, 0, -1, 0.4]])
     i = np.arange(sides)
     j = (i + 1) % sides
-    faces = np.concatenate([np.stack([i, j, i + sides], 1),  # sides
-                            np.stack([3 * sides + 0 * i, j + 2 * sides, i + 2 * sides], 1)])  # base
+    faces = np.stack([i, j, i + sides], 1)  # sides
+    if not base:
+        return np.concatenate([rim, apex]), faces
+    faces = np.concatenate([faces, np.stack([3 * sides + 0 * i, j + 2 * sides, i + 2 * sides], 1)])
     return np.concatenate([rim, apex, disc, centre]), faces
 
 
@@ -494,8 +496,8 @@ class Renderer:
         # Level of detail: llvmpipe shades vertices on one thread, so parts further than
         # LOD_DISTANCE (deep in the fog) are drawn from meshes with fewer sides.
         self.parts = []  # (rows, extent, texture scale, [(instance buffer, vertex array) near, far])
-        meshes = {"cylinder": (_cylinder(10), _cylinder(5)), "cone": (_cone(12), _cone(6)),
-                  "sphere": (_sphere(6, 10), _sphere(4, 6))}
+        meshes = {"cylinder": (_cylinder(10), _cylinder(5)), "cone": (_cone(12), _cone(7, base=False)),
+                  "sphere": (_sphere(6, 10), _sphere(3, 6))}
         tex_scale = {"cylinder": (2.5, 0.3), "cone": (0.8, 0.8), "sphere": (0.8, 0.8)}
         for kind in PART_KINDS:
             rows = scene.parts[kind]

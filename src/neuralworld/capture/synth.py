@@ -85,7 +85,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0,
                         help="makes the place (trail, trees, sun) and the walk; the same seed gives the same frames")
     parser.add_argument("--frames", type=int, default=300, help="number of frames of the walk")
-    parser.add_argument("--size", type=_size, default=(256, 192), metavar="WxH",
+    parser.add_argument("--size", type=_size, default="256x192", metavar="WxH",
                         help="frame size in pixels, width x height")
     parser.add_argument("--fps", type=float, default=30.0,
                         help="frames per second of the walk (and of a .npy trajectory)")
