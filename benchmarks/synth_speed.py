@@ -1,10 +1,12 @@
 """How fast does the synthetic world render? Frames per second of `neuralworld synth`'s renderer.
 
 Renders a walk through the forest trail (readback to numpy included) at 128x128 and 256x192
-and prints frames/s for each, the CPU time per frame summed over all threads (what the
-frame costs whatever else runs on the machine: on idle cores the frame rate is at least
-1000 / that), the time to build the scene and renderer, and the time to simulate the walk. Targets on 2 CPU cores (Mesa llvmpipe): >= 200 frames/s at 128x128 and
->= 50 at 256x192. Figures measured while other work shares the cores are pessimistic.
+and prints, for each, frames/s and the CPU time per frame summed over all threads (llvmpipe
+rasterises on worker threads). The CPU time is what a frame costs whatever else runs on the
+machine: on otherwise idle cores the frame rate is about 1000 / that or better, while the
+frames/s measured next to other work are pessimistic. Also prints the time to build the
+scene and the renderer, and to simulate the walk. Targets on 2 CPU cores (Mesa llvmpipe):
+>= 200 frames/s at 128x128 and >= 50 at 256x192.
 
     python benchmarks/synth_speed.py [--frames 300] [--seed 0]
 """

@@ -458,7 +458,10 @@ def _layout(prog, buffer, attributes, divisor=""):
 class Renderer:
     """Draws a Scene from camera-to-world poses into (H, W, 3) uint8 RGB frames.
 
-    One OpenGL context per renderer, an offscreen framebuffer of the given size.
+        with Renderer(make_scene("trail", seed), 256, 192) as renderer:
+            frame = renderer.render(pose)        # renderer.intrinsics: fx, fy, cx, cy
+
+    One OpenGL context per renderer, drawing into an offscreen framebuffer of the given size.
     """
 
     def __init__(self, scene: Scene, width: int, height: int, fov_deg: float = DEFAULT_FOV_DEG):
@@ -497,7 +500,7 @@ class Renderer:
         # LOD_DISTANCE (deep in the fog) are drawn from meshes with fewer sides.
         self.parts = []  # (rows, extent, texture scale, [(instance buffer, vertex array) near, far])
         meshes = {"cylinder": (_cylinder(10), _cylinder(5)), "cone": (_cone(12), _cone(7, base=False)),
-                  "sphere": (_sphere(6, 10), _sphere(3, 6))}
+                  "sphere": (_sphere(6, 10), _sphere(4, 7))}
         tex_scale = {"cylinder": (2.5, 0.3), "cone": (0.8, 0.8), "sphere": (0.8, 0.8)}
         for kind in PART_KINDS:
             rows = scene.parts[kind]
@@ -520,15 +523,14 @@ class Renderer:
         ctx = self.ctx
         vbo = ctx.buffer(np.asarray(verts, np.float32).tobytes())
         ibo = ctx.buffer(np.asarray(faces, np.int32).tobytes())
-        return ctx.vertex_array(prog, [_layout(prog, vbo, [("3f", "in_pos"), ("3f", "in_normal"), ("1f", "in_ao")]),
-                                       _layout(prog, instances, [("3f", "i_origin"), ("3f", "i_scale"),
-                                                                 ("3f", "i_color")], "/i")],
-                                index_buffer=ibo, index_element_size=4)
+        per_vertex = _layout(prog, vbo, [("3f", "in_pos"), ("3f", "in_normal"), ("1f", "in_ao")])
+        per_instance = _layout(prog, instances, [("3f", "i_origin"), ("3f", "i_scale"), ("3f", "i_color")], "/i")
+        return ctx.vertex_array(prog, [per_vertex, per_instance], index_buffer=ibo, index_element_size=4)
 
     def _distances(self, rel: np.ndarray, extent: np.ndarray, R: np.ndarray) -> np.ndarray:
         """(P,) distances from the camera to bounding spheres (centres `rel` to the camera, world
-        axes), inf for those outside the view frustum or beyond FOG_END. Culling only saves work:
-        it never changes a pixel."""
+        axes), inf for those outside the view frustum or beyond FOG_END. What is left out could
+        not have changed a pixel: it is off screen or fully fogged."""
         p = rel @ R  # (P, 3) camera axes
         dist = np.sqrt(np.einsum("ij,ij->i", p, p))
         keep = (dist < FOG_END + extent) & (p[:, 2] > NEAR - extent)
@@ -559,7 +561,8 @@ class Renderer:
         dists = [self._distances(rows[:, :3] - cam, extent, pose[:3, :3]) for rows, extent, _, _ in self.parts]
         for lod in (0, 1):
             for (rows, extent, tex_scale, lods), dist in zip(self.parts, dists):
-                pick = np.flatnonzero((dist < LOD_DISTANCE) if lod == 0 else np.isfinite(dist) & (dist >= LOD_DISTANCE))
+                near = dist < LOD_DISTANCE
+                pick = np.flatnonzero(near if lod == 0 else np.isfinite(dist) & ~near)
                 if len(pick) == 0:
                     continue
                 buf, vao = lods[lod]
@@ -567,8 +570,9 @@ class Renderer:
                 self._set(self.part_prog, u_tex_scale=tex_scale)
                 vao.render(moderngl.TRIANGLES, instances=len(pick))
         tiles = self.ground_tiles
-        for i in np.flatnonzero(np.isfinite(self._distances(tiles[:, :3] - cam, tiles[:, 3], pose[:3, :3]))):
-            self.ground_vao.render(moderngl.TRIANGLES, vertices=3 * int(tiles[i, 5]), first=3 * int(tiles[i, 4]))
+        seen = np.isfinite(self._distances(tiles[:, :3] - cam, tiles[:, 3], pose[:3, :3]))
+        for _, _, _, _, first, count in tiles[seen].astype(np.int64):
+            self.ground_vao.render(moderngl.TRIANGLES, vertices=3 * count, first=3 * first)
         self.sky_vao.render(moderngl.TRIANGLES)  # at depth 1: only where nothing else was drawn
         data = self.fbo.read(components=3, alignment=1)
         return np.frombuffer(data, np.uint8).reshape(self.height, self.width, 3)[::-1].copy()

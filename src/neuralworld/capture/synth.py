@@ -83,7 +83,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="CAPTURE",
                         help="capture folder to write (refused if it exists, unless --force)")
     parser.add_argument("--seed", type=int, default=0,
-                        help="makes the place (trail, trees, sun) and the walk; the same seed gives the same frames")
+                        help="makes the place (trail, trees, sun) and the walk; "
+                             "the same seed gives the same frames")
     parser.add_argument("--frames", type=int, default=300, help="number of frames of the walk")
     parser.add_argument("--size", type=_size, default="256x192", metavar="WxH",
                         help="frame size in pixels, width x height")

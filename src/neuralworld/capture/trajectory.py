@@ -181,7 +181,8 @@ def load_trajectory(path, fps: float = 30.0):
         try:
             rows = np.loadtxt(path, comments="#", ndmin=2)
         except ValueError as e:
-            raise UserError(f"{path}: not a TUM trajectory ({e}) (expected lines 't tx ty tz qx qy qz qw')") from None
+            raise UserError(f"{path}: not a TUM trajectory ({e}) "
+                            "(expected lines 't tx ty tz qx qy qz qw')") from None
         if rows.shape[1] != 8 or len(rows) == 0:
             raise UserError(f"{path}: {rows.shape[1]} columns, expected 8: t tx ty tz qx qy qz qw")
         q = rows[:, 4:8]
