@@ -529,8 +529,10 @@ def _clip_fps(captures) -> float:
 def summary_rows(result: dict) -> tuple[list[str], list[list]]:
     """The eval table: one row per subject (world, copy-last, other world)."""
     horizons = result["rollout"]["horizons"]
+    measured = [i for i, v in enumerate(result["rollout"]["ssim"]) if v is not None]
+    last = measured[-1] if measured else len(horizons) - 1  # the longest horizon that was measured
     header = ["", "1-step PSNR", "1-step SSIM"] + [f"PSNR@{h}" for h in horizons] + \
-             [f"SSIM@{horizons[-1]}", "detail", "control fidelity"]
+             [f"SSIM@{horizons[last]}", "detail", "control fidelity"]
     subjects = [("world", result)] + [(k, v) for k, v in result["baselines"].items()]
     rows = []
     for name, r in subjects:
@@ -541,7 +543,7 @@ def summary_rows(result: dict) -> tuple[list[str], list[list]]:
         else:
             fid_text = "n/a"
         rows.append([name, r["one_step"]["psnr"], r["one_step"]["ssim"], *r["rollout"]["psnr"],
-                     r["rollout"]["ssim"][-1], r["detail_retention"], fid_text])
+                     r["rollout"]["ssim"][last], r["detail_retention"], fid_text])
     return header, rows
 
 
