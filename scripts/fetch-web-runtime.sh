@@ -11,14 +11,22 @@ if ! command -v npm >/dev/null; then
   exit 1
 fi
 
-(cd web-runtime && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
-
 dist=web-runtime/node_modules/onnxruntime-web/dist
 out=src/neuralworld/web/ort
 files=(
   ort.wasm.min.mjs ort-wasm-simd-threaded.mjs ort-wasm-simd-threaded.wasm
   ort.webgpu.min.mjs ort-wasm-simd-threaded.asyncify.mjs ort-wasm-simd-threaded.asyncify.wasm
 )
+pinned=$(node -p "require('./web-runtime/package-lock.json').packages['node_modules/onnxruntime-web'].version")
+have=$([ -f "$out/package.json" ] && node -p "require('./$out/package.json').version" || true)
+missing=0
+for f in "${files[@]}"; do [ -f "$out/$f" ] || missing=1; done
+if [ "$have" = "$pinned" ] && [ "$missing" = 0 ]; then
+  echo "fetch-web-runtime: onnxruntime-web $have already in $out"
+  exit 0
+fi
+
+(cd web-runtime && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
 rm -rf "$out.tmp" && mkdir -p "$out.tmp"
 for f in "${files[@]}"; do cp "$dist/$f" "$out.tmp/$f"; done
 cp web-runtime/node_modules/onnxruntime-web/package.json "$out.tmp/package.json"

@@ -9,6 +9,7 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   for p in chromium libegl1 libgl1 libegl-mesa0 libgl1-mesa-dri libgbm1; do
     dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
   done
+  command -v npm >/dev/null || need="$need npm"  # fetches ONNX Runtime Web (scripts/fetch-web-runtime.sh)
   if [ -n "$need" ]; then
     echo "installing system packages:$need"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $need >/dev/null

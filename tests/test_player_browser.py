@@ -41,13 +41,18 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def browser():
+def playwright():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(playwright):
+    b = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    yield b
+    b.close()
 
 
 @pytest.fixture(scope="module")
@@ -85,9 +90,10 @@ def test_page_loads_and_draws(browser, pose_world):
     errors = []
     page = open_page(browser, pose_world[1].url, errors)
     page.wait_for_function("window.nw.frames > 10", timeout=20000)
+    # the badge names the backend and shows a frame rate once frames flow
+    page.wait_for_function("parseFloat(document.getElementById('badge').textContent.split('·')[1]) > 0", timeout=5000)
     badge = page.inner_text("#badge")
     assert re.fullmatch(r"wasm · \d+\.\d fps", badge), badge
-    page.wait_for_function("parseFloat(document.getElementById('badge').textContent.split('·')[1]) > 0", timeout=5000)
     pixels = np.array(page.evaluate("""() => { const c = document.getElementById('view');
         return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data); }"""))
     assert pixels.reshape(-1, 4)[:, :3].std() > 5  # not blank
@@ -97,15 +103,15 @@ def test_page_loads_and_draws(browser, pose_world):
     page.close()
 
 
-def test_first_frames_match_python(browser, pose_world):
-    world_dir, served = pose_world
-    page = open_page(browser, served.url)
+def assert_matches_python(page, world_dir, steps=5):
+    """With the same start frames, controls and noise, the page's first frames and memory are
+    Python's World rollout, to 2 levels of 8 bits."""
     page.evaluate("window.nw.pause(true)")
     page.evaluate("window.nw.reset()")
     world = World.load(world_dir)
     world.reset()
     controls, _ = integrate_sticks(np.array([0.0, 0.2]), np.array([[1.0, -0.5], [0.5, 0.8]]), ["forward", "turn"],
-                                   1 / 15, frames=5)
+                                   1 / 15, frames=steps)
     rng = np.random.default_rng(7)
     sizes = world.layout.sizes(world.height, world.width)
     for i, c in enumerate(controls):
@@ -117,7 +123,30 @@ def test_first_frames_match_python(browser, pose_world):
     assert expected.std() > 5 and np.abs(expected.astype(int) - world.start_frames[-1]).mean() > 2  # it changes
     for level, (js, py) in enumerate(zip(page.evaluate("window.nw.memory()"), world.memory)):
         assert np.abs(np.array(js) - py.numpy().ravel()).max() <= 2 / 255 + 1e-6, f"memory level {level}"
+
+
+def test_first_frames_match_python(browser, pose_world):
+    world_dir, served = pose_world
+    page = open_page(browser, served.url)
+    assert_matches_python(page, world_dir)
     page.close()
+
+
+@pytest.mark.slow
+def test_webgpu_matches_python_where_chromium_has_an_adapter(playwright, pose_world):
+    """Chromium's software WebGPU (SwiftShader) stands in for a GPU: same frames as Python."""
+    world_dir, served = pose_world
+    b = playwright.chromium.launch(executable_path=CHROMIUM, args=[a for a in ARGS if a != "--disable-gpu"]
+                                   + ["--enable-unsafe-webgpu"])
+    try:
+        page = b.new_page()
+        page.goto(served.url + "?backend=webgpu")
+        page.evaluate("window.nw.ready")
+        if page.evaluate("window.nw.backend") != "webgpu":
+            pytest.skip("chromium offers no WebGPU adapter here")
+        assert_matches_python(page, world_dir, steps=3)
+    finally:
+        b.close()
 
 
 def test_walker_mirrors_the_control_file_rules(browser, pose_world):

@@ -11,6 +11,7 @@ import argparse
 import functools
 import http.server
 import os
+import sys
 import threading
 import webbrowser
 from pathlib import Path
@@ -57,17 +58,25 @@ class WebFolderHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-def make_server(web_dir: Path, host: str = "127.0.0.1", port: int = 8000) -> http.server.ThreadingHTTPServer:
+class WebServer(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        # a browser that closes or reloads mid-download is normal, not worth a traceback
+        if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            super().handle_error(request, client_address)
+
+
+def make_server(web_dir: Path, host: str = "127.0.0.1", port: int = 8000) -> WebServer:
     """A server for `web_dir` bound to host:port (port 0: any free port); not yet serving."""
     web_dir = Path(web_dir)
     if not (web_dir / "index.html").is_file():
         raise UserError(f"{web_dir}: not a web player folder (make one with `neuralworld export WORLD`)")
     handler = functools.partial(WebFolderHandler, directory=os.fspath(web_dir.resolve()))
     try:
-        server = http.server.ThreadingHTTPServer((host, port), handler)
+        server = WebServer((host, port), handler)
     except OSError as e:
         raise UserError(f"{host}:{port}: cannot listen there ({e.strerror}; pass another --port or --host)") from None
-    server.daemon_threads = True
     return server
 
 

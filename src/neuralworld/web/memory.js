@@ -35,24 +35,30 @@ export class Memory {
 
   // frame: Float32Array (3, H, W) in [0, 1] (the network's output, before any rounding)
   push(frame) {
-    const H = this.height, W = this.width;
+    // block sums in float64, each level's from the one above (a sum of sums is the sum over
+    // the whole block, as torch's CPU avg_pool2d accumulates it in double), then the mean
+    let sums = frame, sh = this.height, sw = this.width;
     this.levels.forEach((level, i) => {
-      const s = this.factor ** i, [h, w] = this.sizes[i];
-      const per = 3 * h * w;
-      level.copyWithin(0, per); // drop the oldest frame
-      const base = level.length - per;
-      for (let c = 0; c < 3; c++) {
-        for (let y = 0; y < h; y++) {
-          for (let x = 0; x < w; x++) {
-            let sum = 0; // float64 accumulation, as torch's CPU avg_pool2d
-            for (let dy = 0; dy < s; dy++) {
-              const row = (c * H + y * s + dy) * W + x * s;
-              for (let dx = 0; dx < s; dx++) sum += frame[row + dx];
+      const [h, w] = this.sizes[i], f = i === 0 ? 1 : this.factor, area = (this.factor ** i) ** 2;
+      if (f > 1) {
+        const next = new Float64Array(3 * h * w);
+        for (let c = 0; c < 3; c++) {
+          for (let y = 0; y < h; y++) {
+            for (let x = 0; x < w; x++) {
+              let sum = 0;
+              for (let dy = 0; dy < f; dy++) {
+                const row = (c * sh + y * f + dy) * sw + x * f;
+                for (let dx = 0; dx < f; dx++) sum += sums[row + dx];
+              }
+              next[(c * h + y) * w + x] = sum;
             }
-            level[base + (c * h + y) * w + x] = quantize8(Math.fround(sum / (s * s)));
           }
         }
+        sums = next; sh = h; sw = w;
       }
+      const per = 3 * h * w, base = level.length - per;
+      level.copyWithin(0, per); // drop the oldest frame
+      for (let j = 0; j < per; j++) level[base + j] = quantize8(Math.fround(sums[j] / area));
     });
   }
 

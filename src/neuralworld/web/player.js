@@ -17,7 +17,7 @@ const params = new URLSearchParams(location.search);
 const state = {
   meta: null, ort: null, session: null, backend: '', memory: null, driver: null, input: null,
   start: null, paused: false, inFlight: false, lastStep: 0, worldTime: 0, frames: 0,
-  lastFrame: null, lastControls: null, lastDt: 0, inferMs: 0, stepMs: 0, fps: 0, fpsWindow: [],
+  lastFrame: null, lastControls: null, lastDt: 0, inferMs: 0, pushMs: 0, stepMs: 0, fps: 0, fpsWindow: [],
   random: Math.random, image: null,
 };
 
@@ -44,6 +44,11 @@ async function createSession(modelBytes) {
     try {
       const adapter = await navigator.gpu.requestAdapter();
       if (!adapter) throw new Error('no WebGPU adapter');
+      // a software adapter (SwiftShader) is far slower than WebAssembly: only when asked for
+      const info = adapter.info || {};
+      if (want !== 'webgpu' && (info.isFallbackAdapter || adapter.isFallbackAdapter || info.architecture === 'swiftshader')) {
+        throw new Error('only a software WebGPU adapter');
+      }
       const ort = await import('./ort/ort.webgpu.min.mjs');
       configure(ort);
       const session = await ort.InferenceSession.create(modelBytes, { executionProviders: ['webgpu'] });
@@ -124,18 +129,22 @@ async function runStep(controls, noise) {
   const t0 = performance.now();
   const feeds = { controls: new ort.Tensor('float32', Float32Array.from(controls), [1, controls.length]) };
   meta.memory.sizes.forEach(([h, w], i) => {
-    feeds[`memory_${i}`] = new ort.Tensor('float32', memory.levels[i].slice(), [1, 3 * meta.memory.frames[i], h, w]);
-    feeds[`noise_${i}`] = new ort.Tensor('float32', Float32Array.from(noise[i]), [1, 1, h, w]);
+    // memory changes only after the run has finished (one inference in flight), so no copy
+    feeds[`memory_${i}`] = new ort.Tensor('float32', memory.levels[i], [1, 3 * meta.memory.frames[i], h, w]);
+    const n = noise[i] instanceof Float32Array ? noise[i] : Float32Array.from(noise[i]);
+    feeds[`noise_${i}`] = new ort.Tensor('float32', n, [1, 1, h, w]);
   });
   const out = await state.session.run(feeds);
   const t1 = performance.now();
   const frame = out.frame.data instanceof Float32Array ? out.frame.data : await out.frame.getData();
   memory.push(frame);
+  const t2 = performance.now();
   draw(frame);
   state.lastFrame = frame;
   state.lastControls = Array.from(controls);
   state.frames += 1;
   state.inferMs = t1 - t0;
+  state.pushMs = t2 - t1;
   state.stepMs = performance.now() - t0;
   const now = performance.now();
   state.fpsWindow.push(now);
@@ -192,7 +201,7 @@ function updateOverlay() {
   const { meta, driver } = state;
   const names = meta.controls.names, c = state.lastControls || [];
   const lines = [
-    `backend ${state.backend}   ${state.fps.toFixed(1)} fps   inference ${state.inferMs.toFixed(1)} ms   step ${state.stepMs.toFixed(1)} ms`,
+    `backend ${state.backend}   ${state.fps.toFixed(1)} fps   inference ${state.inferMs.toFixed(1)} ms   memory ${state.pushMs.toFixed(1)} ms   step ${state.stepMs.toFixed(1)} ms`,
     `world time ${state.worldTime.toFixed(2)} s   dt ${(state.lastDt * 1000).toFixed(1)} ms   frames ${state.frames}`,
   ];
   if (driver.position) {
@@ -320,6 +329,29 @@ window.nw = {
       state.inFlight = false;
     }
   },
+  // frames/s of whole steps (inference, memory update, drawing) with random controls and noise
+  async bench(seconds = 3, warmup = 3) {
+    await idle();
+    state.inFlight = true;
+    try {
+      const names = state.meta.controls.names, mean = state.meta.controls.mean || names.map(() => 0);
+      const controls = Float32Array.from(mean);
+      for (let i = 0; i < warmup; i++) await runStep(controls, drawNoise());
+      let frames = 0, infer = 0, push = 0;
+      const t0 = performance.now();
+      while (performance.now() - t0 < seconds * 1000) {
+        await runStep(controls, drawNoise());
+        infer += state.inferMs;
+        push += state.pushMs;
+        frames += 1;
+      }
+      const s = (performance.now() - t0) / 1000;
+      return { backend: state.backend, frames, seconds: s, fps: frames / s, inference_ms: infer / frames,
+               memory_ms: push / frames };
+    } finally {
+      state.inFlight = false;
+    }
+  },
   lastFrame() { return state.lastFrame ? toUint8HWC(state.lastFrame) : null; },
   memory() { return state.memory.levels.map((l) => Array.from(l)); },
 };
@@ -333,6 +365,7 @@ window.nw.ready = (async () => {
     showError(`This world's model could not load on this device: ${e.message || e}`);
     throw e;
   }
+  updateBadge();
   setInterval(updateBadge, 250);
   state.lastStep = performance.now();
   requestAnimationFrame(tick);
