@@ -1,0 +1,30 @@
+"""The training objective: per-pixel L1 plus an adversarial term from a conditional patch critic.
+
+After the reference system (Ollin Boer Bohan, "World Emulation via Neural Network", 2025),
+whose forest world held together once an adversarial objective was added to L1.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+class L1Loss:
+    """Mean absolute error per pixel: sharp-ish, robust to outliers (pix2pix, Isola et al., CVPR 2017,
+    pairs it with an adversarial term for the same reason: L1 alone gives the blurry mean)."""
+
+    def __call__(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return (pred - target).abs().mean()
+
+
+class HingeGANLoss:
+    """Hinge adversarial loss (Lim & Ye, "Geometric GAN", 2017; as in SAGAN, Zhang et al. 2019 and
+    BigGAN, Brock et al. 2019): the critic pushes real logits above +1 and fake ones below -1;
+    the generator raises the critic's logits on its frames."""
+
+    def critic(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+        return F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean()
+
+    def generator(self, fake_logits: torch.Tensor) -> torch.Tensor:
+        return -fake_logits.mean()

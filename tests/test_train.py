@@ -1,0 +1,175 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from neuralworld.capture.format import CaptureWriter
+from neuralworld.cli import main
+from neuralworld.world import World
+from worldgen import moving_pattern
+
+# a micro version of the tiny preset: 32x32 frames, memory of 2 + 4 frames, a few thousand weights
+MICRO = ["--preset", "tiny", "--size", "32x32", "--batch", "2", "--threads", "1",
+         "--set", "memory_frames=[2,4]", "--set", "channels=[8,16]", "--set", "decoder_blocks=[1,1]",
+         "--set", "encoder_blocks=[0,0]", "--set", "control_embed=16"]
+ADVERSARIAL = ["--set", "adversarial_weight=0.1", "--set", "disc_channels=8"]
+
+
+@pytest.fixture(scope="module")
+def captures(tmp_path_factory):
+    root = tmp_path_factory.mktemp("captures")
+    return {
+        "a": str(moving_pattern(root / "a", frames=40, seed=0)),
+        "b": str(moving_pattern(root / "b", frames=30, seed=1)),
+        "pose": str(moving_pattern(root / "pose", frames=30, seed=2, kind="pose")),
+        "none": str(moving_pattern(root / "none", frames=30, seed=3, kind="none")),
+        "short": str(moving_pattern(root / "short", frames=6, seed=4)),
+        "big": str(moving_pattern(root / "big", frames=30, size=64, seed=5)),
+    }
+
+
+def train(*args) -> int:
+    return main(["train", *args])
+
+
+def test_train_writes_a_playable_world(tmp_path, captures):
+    out = tmp_path / "world"
+    assert train(captures["a"], captures["b"], "-o", str(out), "--steps", "4", "--checkpoint-every", "2",
+                 *MICRO, *ADVERSARIAL) == 0
+    meta = json.loads((out / "world.json").read_text())
+    assert meta["format"] == "neuralworld-world" and meta["preset"] == "tiny"
+    assert meta["config"]["memory_frames"] == [2, 4] and meta["config"]["adversarial_weight"] == 0.1
+    schema = meta["controls"]
+    assert schema["kind"] == "actions" and schema["names"] == ["dy", "dx"]
+    assert len(schema["mean"]) == 2 and all(s > 0 for s in schema["scale"])
+    assert schema["ranges"][0][0] >= -2 and schema["ranges"][0][1] <= 2
+    training = meta["training"]
+    assert training["steps"] == 4 and [c["val_frames"] for c in training["captures"]] == [4, 3]
+    assert np.isfinite(training["val_psnr"]) and np.isfinite(training["val_copy_psnr"])
+    rows = (out / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("step,") and [r.split(",")[0] for r in rows[1:]] == ["2", "4"]
+    assert sorted(p.name for p in (out / "previews").iterdir()) == ["step-0000002.png", "step-0000004.png"]
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 4 and state["critic"] is not None
+    world = World.load(out)
+    assert world.start_frames.shape == (4, 32, 32, 3)
+    frame = world.step([1.0, 0.0])
+    assert frame.shape == (32, 32, 3) and frame.dtype == np.uint8
+    # the world holds the averaged weights, not the raw ones
+    weights = load_file(out / "weights.safetensors")
+    assert all(torch.equal(weights[k], v) for k, v in state["ema"].items())
+    assert any(not torch.equal(weights[k], v) for k, v in state["net"].items() if v.is_floating_point())
+
+
+def test_pose_captures_train_pose_worlds(tmp_path, captures):
+    out = tmp_path / "world"
+    assert train(captures["pose"], "-o", str(out), "--steps", "1", *MICRO) == 0
+    world = World.load(out)
+    assert world.schema["kind"] == "pose6dof" and world.control_dim == 16
+    world.step(np.eye(4)[:3].reshape(12).tolist() + [0, 0, 0.05, 1])
+
+
+@pytest.mark.parametrize("inputs, message", [
+    (["a", "big"], "one size"),
+    (["a", "pose"], "one kind"),
+    (["none"], "no motion"),
+    (["short"], "too short"),
+])
+def test_bad_captures_are_refused(tmp_path, captures, capsys, inputs, message):
+    out = tmp_path / "world"
+    assert train(*[captures[k] for k in inputs], "-o", str(out), "--steps", "1", *MICRO) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_output_folder_rules(tmp_path, captures, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert train(captures["a"], "-o", str(blocker / "world"), "--steps", "1", *MICRO) == 2
+    assert "cannot write" in capsys.readouterr().err
+    out = tmp_path / "world"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    assert train(captures["a"], "-o", str(out), "--steps", "1", *MICRO) == 2
+    assert "already exists" in capsys.readouterr().err and (out / "keep.txt").exists()
+    assert train(captures["a"], "-o", str(out), "--steps", "1", "--resume", *MICRO) == 2
+    assert "no checkpoint.pt" in capsys.readouterr().err
+    assert train(captures["a"], "-o", str(out), "--steps", "1", "--force", *MICRO) == 0
+    assert not (out / "keep.txt").exists() and (out / "world.json").exists()
+
+
+def test_nan_loss_stops_and_keeps_the_last_checkpoint(tmp_path, captures, capsys):
+    out = tmp_path / "world"
+    rc = train(captures["a"], "-o", str(out), "--steps", "6", "--checkpoint-every", "2", "--debug-nan-at", "3", *MICRO)
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "diverged at step 3" in err and "keep step 2" in err
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 2
+    assert json.loads((out / "world.json").read_text())["training"]["steps"] == 2
+    World.load(out)
+
+
+@pytest.mark.slow
+def test_kill_and_resume_reproduces_the_uninterrupted_run(tmp_path, captures):
+    common = [captures["a"], "--steps", "8", "--checkpoint-every", "3", "--seed", "3", *MICRO, *ADVERSARIAL]
+    killed = tmp_path / "killed"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen([sys.executable, "-m", "neuralworld", "train", "-o", str(killed), *common,
+                             "--debug-step-sleep", "0.5"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while not (killed / "checkpoint.pt").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL  # killed mid-run, not finished
+    assert torch.load(killed / "checkpoint.pt", weights_only=True)["step"] < 8
+    assert train("-o", str(killed), "--resume", *common) == 0
+    whole = tmp_path / "whole"
+    assert train("-o", str(whole), *common) == 0
+    a, b = torch.load(killed / "checkpoint.pt", weights_only=True), torch.load(whole / "checkpoint.pt",
+                                                                              weights_only=True)
+    assert a["step"] == b["step"] == 8
+    for part in ("net", "ema", "critic"):
+        for k in b[part]:
+            torch.testing.assert_close(a[part][k], b[part][k], rtol=1e-5, atol=1e-6)
+    steps = [int(r.split(",")[0]) for r in (killed / "metrics.csv").read_text().splitlines()[1:]]
+    assert steps == sorted(set(steps)) and steps[-1] == 8
+
+
+@pytest.mark.slow
+def test_two_processes_with_gloo_end_with_identical_weights(tmp_path, captures):
+    out = tmp_path / "world"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m", "neuralworld", "train", captures["a"], "-o", str(out), "--steps", "3", "--device", "cpu",
+           "--debug-replica-hash", *MICRO, *ADVERSARIAL]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    hashes = [(out / f"replica-{r}.sha256").read_text() for r in (0, 1)]
+    assert hashes[0] == hashes[1]
+    meta = json.loads((out / "world.json").read_text())
+    assert meta["training"]["processes"] == 2 and meta["training"]["samples"] == 3 * 2 * 2
+    # the replicas moved away from their common start: the hash is of trained weights
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["step"] == 3
+
+
+@pytest.mark.slow
+def test_short_training_beats_copying_the_last_frame(tmp_path):
+    from neuralworld.train import train_world
+    from neuralworld.model.config import get_preset
+
+    cap = moving_pattern(tmp_path / "cap", frames=200, seed=1)
+    config = get_preset("tiny").with_size(32, 32).with_overrides(
+        ["lr=1e-3", "memory_frames=[2,4]", "channels=[16,32]", "decoder_blocks=[1,1]", "encoder_blocks=[0,0]"])
+    summary = train_world([cap], tmp_path / "world", config, steps=150, batch=8, threads=1,
+                          checkpoint_every=150, progress=False)
+    assert summary["val_psnr"] > summary["val_copy_psnr"] + 0.5
