@@ -122,10 +122,15 @@ def bench_browser(web_dir: Path, backend: str, seconds: float, threads: int = 1)
                 if page.evaluate("window.nw.backend") != backend:
                     adapter = page.evaluate("navigator.gpu ? navigator.gpu.requestAdapter().then(a => !!a) : false")
                     return {"skipped": "no WebGPU adapter" if not adapter else "WebGPU session failed, wasm used"}
-                result = page.evaluate(f"window.nw.bench({seconds})")
-                return {"fps": result["fps"], "inference_ms": result["inference_ms"],
-                        "memory_ms": result["memory_ms"], "threads": threads,
-                        "crossOriginIsolated": page.evaluate("self.crossOriginIsolated")}
+                adapter = page.evaluate("""async () => { if (!navigator.gpu) return null;
+                    const a = await navigator.gpu.requestAdapter(); return a ? (a.info || {}).architecture || 'yes' : null; }""")
+                software = backend == "webgpu" and adapter == "swiftshader"  # seconds per frame: warm up less
+                result = page.evaluate(f"window.nw.bench({seconds}, {1 if software else 3})")
+                out = {"fps": result["fps"], "inference_ms": result["inference_ms"], "memory_ms": result["memory_ms"],
+                       "threads": threads, "cross_origin_isolated": page.evaluate("self.crossOriginIsolated")}
+                if backend == "webgpu":
+                    out["adapter"] = adapter
+                return out
             finally:
                 browser.close()
     finally:
@@ -184,7 +189,7 @@ def load_target(world: Path | None, preset: str | None):
 
 
 def bench_one(name, net, schema, start, *, seconds: float, threads: int, runtimes: list[str], peaks: dict,
-              train: bool) -> dict:
+              train: bool, browser_threads: int = 1) -> dict:
     from neuralworld import export
 
     config = net.config
@@ -217,7 +222,7 @@ def bench_one(name, net, schema, start, *, seconds: float, threads: int, runtime
             web = export.export_network(net, Path(tmp) / "web", layout=layout, height=h, width=w, schema=schema,
                                         start_frames=start, meta={"name": name})
             for runtime in browser_runtimes:
-                record(f"chromium-{runtime}", bench_browser(web, runtime, seconds), 1)
+                record(f"chromium-{runtime}", bench_browser(web, runtime, seconds, browser_threads), browser_threads)
     if train:
         row["training"] = training_speed(config)
         t = row["training"]
@@ -236,8 +241,11 @@ def print_table(rows: list[dict], peaks: dict) -> None:
     for row in rows:
         for runtime, r in row["runtimes"].items():
             if "fps" in r:
+                note = "".join(f"  {k} {r[k]}" for k in ("threads", "adapter") if k in r)
+                if "inference_ms" in r:
+                    note += f"  (inference {r['inference_ms']:.1f} ms, memory {r['memory_ms']:.1f} ms)"
                 print(f"{row['target']:<18} {runtime:<16} {r['fps']:>9.1f} {1000 / r['fps']:>9.1f} "
-                      f"{r['gflops_per_s']:>8.1f} {100 * r['share_of_peak']:>7.0f}%")
+                      f"{r['gflops_per_s']:>8.1f} {100 * r['share_of_peak']:>7.0f}%{note}")
             else:
                 print(f"{row['target']:<18} {runtime:<16} {'skipped: ' + r['skipped']}")
         print(f"{'':<18} {'(model)':<16} {row['params'] / 1e6:.2f} M parameters, "
@@ -257,6 +265,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=3.0, help="timed seconds per runtime")
     parser.add_argument("--threads", type=int, default=1,
                         help="CPU threads for PyTorch and onnxruntime (the browser page uses one)")
+    parser.add_argument("--browser-threads", type=int, default=1,
+                        help="WebAssembly threads in the page (the player's ?threads=N; it uses 1 by default)")
     parser.add_argument("--no-train", action="store_true", help="skip the training samples/s figure")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     parser.add_argument("--force", action="store_true", help="replace an existing --json file")
@@ -272,13 +282,14 @@ def run(args) -> int:
     if args.json is not None:
         check_new_output(args.json, args.force)
     targets = [(args.world, None)] if args.world is not None else [(None, p) for p in (args.preset or ["tiny", "forest"])]
-    peak_threads = sorted({1, args.threads})
+    peak_threads = sorted({1, args.threads, args.browser_threads})
     peaks = {t: machine_peak_gflops(t) for t in peak_threads}
     rows = []
     for world, preset in targets:
         name, net, schema, start = load_target(world, preset)
         rows.append(bench_one(name, net, schema, start, seconds=args.seconds, threads=args.threads,
-                              runtimes=runtimes, peaks=peaks, train=not args.no_train))
+                              runtimes=runtimes, peaks=peaks, train=not args.no_train,
+                              browser_threads=args.browser_threads))
     print_table(rows, peaks)
     if args.json is not None:
         atomic_write_json(args.json, {"peak_gflops": {str(k): v for k, v in peaks.items()}, "results": rows})

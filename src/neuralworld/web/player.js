@@ -247,12 +247,12 @@ function togglePause() {
 
 function wireUi() {
   state.input = new Input(canvas);
-  $('reset').addEventListener('click', () => reset());
+  $('reset').addEventListener('click', () => window.nw.reset());
   $('pause').addEventListener('click', () => togglePause());
   $('overlay-toggle').addEventListener('click', () => toggleOverlay());
   window.addEventListener('keydown', (e) => {
     if (e.ctrlKey || e.metaKey || e.altKey || e.repeat) return;
-    if (e.code === 'KeyR') reset();
+    if (e.code === 'KeyR') window.nw.reset();
     else if (e.code === 'KeyP') togglePause();
     else if (e.code === 'KeyO') toggleOverlay();
     else if (e.code === 'Period' && state.paused && !state.inFlight && state.session) advance(1 / 15);
