@@ -100,6 +100,14 @@ def test_page_loads_and_draws(browser, pose_world):
     assert page.is_hidden("#error") and not errors
     page.keyboard.press("o")
     assert "controls:" in page.inner_text("#overlay") and page.locator("#levels canvas").count() == 3
+    page.keyboard.press("p")
+    assert page.evaluate("window.nw.paused")
+    page.wait_for_timeout(100)  # a frame in flight lands
+    frames = page.evaluate("window.nw.frames")
+    page.keyboard.press(".")  # one step while paused
+    page.wait_for_function(f"window.nw.frames === {frames + 1}", timeout=5000)
+    page.wait_for_timeout(200)
+    assert page.evaluate("window.nw.frames") == frames + 1 and "paused" in page.inner_text("#badge")
     page.close()
 
 
