@@ -35,7 +35,7 @@ from torch import nn
 from neuralworld import __version__
 from neuralworld.errors import UserError
 from neuralworld.fileio import atomic_dir, read_json
-from neuralworld.model.memory import MemoryLayout, quantize8
+from neuralworld.model.memory import MemoryLayout, memory_from_frames, quantize8
 
 WEB_FORMAT = "neuralworld-web"
 WEB_VERSION = 1
@@ -69,8 +69,6 @@ def parity_inputs(layout: MemoryLayout, height: int, width: int, control_dim: in
                   schema: dict | None = None, start_frames: np.ndarray | None = None) -> list[torch.Tensor]:
     """Fixed inputs in export order: controls (1, C) around the schema's mean and scale, memory of
     8-bit values (from the start frames when given, else random), noise U(0, 1)."""
-    from neuralworld.model.memory import memory_from_frames
-
     g = torch.Generator().manual_seed(seed)
     mean = torch.tensor((schema or {}).get("mean") or [0.0] * control_dim, dtype=torch.float32)
     scale = torch.tensor((schema or {}).get("scale") or [1.0] * control_dim, dtype=torch.float32)
