@@ -157,7 +157,8 @@ def training_speed(config) -> dict:
         return {"skipped": "no measure_training_speed in neuralworld.train or benchmarks/train_speed.py"}
     try:
         params = inspect.signature(fn).parameters
-        result = fn(config) if params else fn()
+        short = {k: v for k, v in (("steps", 2), ("warmup", 1)) if k in params}  # a few steps are enough for a rate
+        result = fn(config, **short) if params else fn()
     except Exception as e:  # noqa: BLE001 -- one figure missing is no reason to lose the rest
         return {"skipped": f"measure_training_speed failed: {type(e).__name__}: {e}"}
     if isinstance(result, dict):
@@ -248,6 +249,10 @@ def print_table(rows: list[dict], peaks: dict) -> None:
                       f"{r['gflops_per_s']:>8.1f} {100 * r['share_of_peak']:>7.0f}%{note}")
             else:
                 print(f"{row['target']:<18} {runtime:<16} {'skipped: ' + r['skipped']}")
+        t = row.get("training", {})
+        if "samples_per_s" in t:
+            print(f"{row['target']:<18} {'training':<16} {t['samples_per_s']:>9.1f} samples/s"
+                  + (f" (batch {t['batch']}, {t.get('threads', '?')} threads)" if "batch" in t else ""))
         print(f"{'':<18} {'(model)':<16} {row['params'] / 1e6:.2f} M parameters, "
               f"{row['gflops_per_frame']:.3f} GFLOP/frame, {row['width']}x{row['height']}")
 
