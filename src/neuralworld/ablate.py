@@ -235,6 +235,7 @@ def add_arguments(p) -> None:
     p.add_argument("--rungs", help="comma-separated rung names to run (default: all: "
                                    + ", ".join(name for name, _, _ in ladder(PRESETS["tiny"])) + ")")
     p.add_argument("--starts", type=int, default=8, help="open-loop start points per held-out capture")
+    p.add_argument("--one-step-points", type=int, default=32, help="one-step prediction points per held-out capture")
     p.add_argument("--free-play", type=int, default=600, help="frames of free play for detail retention")
     p.add_argument("--fidelity-frames", type=int, default=64, help="frames of the control-fidelity rollout")
     p.add_argument("--horizons", default="1,8,32,128", help="rollout horizons, comma separated")
@@ -268,6 +269,7 @@ def run(args) -> int:
                         held_out_fraction=args.held_out_fraction,
                         rungs=args.rungs.split(",") if args.rungs else None, seed=args.seed,
                         eval_options=dict(horizons=horizons, starts=args.starts, free_play=args.free_play,
+                                          one_step_points=args.one_step_points,
                                           fidelity_frames=args.fidelity_frames),
                         force=args.force)
     print(markdown_table(*table_rows(result)))
