@@ -63,7 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="network and recipe: tiny (CPU, 64x64), forest (the reference, 192x256), "
                         "baseline2022 (the reference's earlier recipe)")
     length = parser.add_mutually_exclusive_group()
-    length.add_argument("--minutes", type=float, help="train for this many minutes in all (default 10)")
+    length.add_argument("--minutes", type=float, help="train for this many minutes in all (without --minutes or --steps: 10)")
     length.add_argument("--steps", type=int, help="train for this many optimizer steps in all")
     parser.add_argument("--resume", action="store_true", help="continue the run in OUTPUT from its checkpoint")
     parser.add_argument("--force", action="store_true", help="replace an existing OUTPUT folder")
@@ -71,7 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where to train; auto takes CUDA, then MPS, then the CPU")
     parser.add_argument("--batch", type=int, help="training windows per step and process (default: the preset's)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the initial weights and of every batch")
-    parser.add_argument("--size", help="frame size WxH instead of the preset's (frames are resized once, at load)")
+    parser.add_argument("--size", metavar="WxH", help="frame size WxH instead of the preset's (frames are resized once, at load)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="change one field of the preset's config (repeatable), e.g. --set adversarial_weight=0.05 "
                         "--set memory_frames=[4,8]; see neuralworld/model/config.py for the fields")

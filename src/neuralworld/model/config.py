@@ -113,7 +113,7 @@ PRESETS: dict[str, WorldConfig] = {
     "tiny": WorldConfig(
         height=64, width=64, memory_frames=(4, 8, 16), channels=(16, 48, 64),
         encoder_blocks=(0, 0, 0), decoder_blocks=(1, 1, 2), control_embed=64,
-        batch=16, lr=5e-4, ema_decay=0.995, unroll=2, adversarial_weight=0.0, disc_channels=16, disc_lr=5e-4,
+        batch=8, lr=1e-3, ema_decay=0.995, unroll=2, adversarial_weight=0.0, disc_channels=16, disc_lr=1e-3,
     ),
     # the reference system: 192x256, 32 frames of memory in 4 levels, parameters at coarse scales
     "forest": WorldConfig(),
