@@ -9,7 +9,8 @@ Network", 2025), from the earlier recipe that turned the forest into "soup" to t
   2. + 6DoF controls  the whole control vector (same as rung 1 for action captures)
   3. + multi-scale memory  the base preset's memory pyramid (e.g. 4/8/16/32 frames)
   4. + multi-scale network the UNet with one scale per memory level
-  5. + adversarial loss    L1 + the patch critic, at the base preset's weight
+  5. + adversarial loss    L1 + the patch critic, at the base preset's weight (the reference
+                           preset's when the base has none)
   6. + bigger network      channels x BIGGER_MULT
 
 Every rung is built from the base preset's WorldConfig by changing fields alone, trains on the
@@ -37,7 +38,7 @@ from neuralworld.fileio import atomic_dir, atomic_write_bytes, atomic_write_json
 from neuralworld.model.config import PRESETS, WorldConfig, get_preset
 
 BIGGER_MULT = 2.0  # the last rung's channel multiplier
-FALLBACK_ADVERSARIAL = 0.05  # adversarial weight of rung 5 when the base preset has none
+FALLBACK_ADVERSARIAL = PRESETS["forest"].adversarial_weight  # rung 5's weight when the base preset has none
 
 
 def ladder(base: WorldConfig) -> list[tuple[str, str, WorldConfig]]:
