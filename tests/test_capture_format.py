@@ -1,4 +1,5 @@
 import json
+import os
 
 import numpy as np
 import pytest
@@ -29,6 +30,13 @@ def test_round_trip(tmp_path):
     assert cap.controls().shape == (5, 16)
     for key in ("frames", "width", "height", "fps", "duration_s", "motion", "controls", "convention"):
         assert key in cap.meta
+
+
+def test_output_folder_gets_the_users_usual_permissions(tmp_path):
+    _write(tmp_path / "cap")
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert (tmp_path / "cap").stat().st_mode & 0o777 == 0o777 & ~umask
 
 
 def test_existing_output_refused_and_failed_write_leaves_nothing(tmp_path):

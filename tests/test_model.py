@@ -39,6 +39,22 @@ def test_residual_net_starts_as_copy_of_last_frame():
     assert torch.equal(net(controls, memory, noise), memory[0][:, -3:])
 
 
+def test_fresh_net_gets_a_first_order_gradient_from_controls():
+    # At the start only the output layer is zero; the features feeding it must already depend
+    # on the controls, or L1 training has no gradient toward motion and stays at copy-last.
+    torch.manual_seed(0)
+    net = WorldNet(MICRO, 16)
+    controls, memory, noise = example_inputs(MICRO, 16, batch=1)
+    feats = []
+    net.body.out.register_forward_hook(lambda m, inp, out: feats.append(inp[0].detach()))
+    net(controls, memory, noise)
+    net(controls + torch.randn(1, 16), memory, noise)
+    assert not torch.allclose(feats[0], feats[1], atol=1e-4)
+    target = torch.rand(1, 3, 32, 32)
+    (net(controls, memory, noise) - target).abs().mean().backward()
+    assert net.body.out.weight.grad.abs().sum() > 0
+
+
 def test_controls_are_normalised_inside_and_condition_the_output():
     torch.manual_seed(0)
     net = WorldNet(MICRO, 2, ACTION_KIND).eval()

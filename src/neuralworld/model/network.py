@@ -41,17 +41,21 @@ def padded(channels: int, multiple: int = 16) -> int:
 
 class FiLMBlock(nn.Module):
     """Residual block x + conv(relu(film(conv(relu(x))))), FiLM-conditioned on the controls.
-    The last convolution starts at zero so every block starts as the identity."""
+
+    The block starts close to the identity (its last convolution scaled down 10x), not at it:
+    were the FiLM and the last convolution zero as well as the network's output layer, the
+    product of controls and image features that motion needs would get no gradient at the
+    start, and L1 training would stay at copy-the-last-frame (measured on a synth trail at
+    64x48: +0.0 dB over copy after 600 steps with zeros, +0.8 dB with this, +4.9 dB after 3000)."""
 
     def __init__(self, channels: int, cond_dim: int):
         super().__init__()
         self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
         self.film = nn.Linear(cond_dim, 2 * channels)
         self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
-        nn.init.zeros_(self.film.weight)
-        nn.init.zeros_(self.film.bias)
-        nn.init.zeros_(self.conv2.weight)
-        nn.init.zeros_(self.conv2.bias)
+        with torch.no_grad():
+            self.conv2.weight.mul_(0.1)
+            self.conv2.bias.zero_()
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         h = self.conv1(F.relu(x))
