@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from neuralworld.capture.format import CaptureWriter, open_capture
+from neuralworld.cli import size_type
 from neuralworld.errors import UserError
 from neuralworld.fileio import atomic_dir, atomic_write_bytes, atomic_write_json
 from neuralworld.model.config import PRESETS, WorldConfig, get_preset
@@ -227,7 +228,7 @@ def add_arguments(p) -> None:
     length.add_argument("--steps", type=int, help="optimizer steps per rung (equal samples) instead of --minutes")
     p.add_argument("--preset", default="tiny", choices=[k for k in PRESETS if k != "baseline2022"],
                    help="the base recipe whose size, memory, widths and training settings every rung shares")
-    p.add_argument("--size", help="frame size WxH instead of the preset's (divisible by 8 for the flat rungs)")
+    p.add_argument("--size", type=size_type, metavar="WxH", help="frame size WxH instead of the preset's (divisible by 8 for the flat rungs)")
     p.add_argument("--batch", type=int, help="training windows per step (default: the preset's)")
     p.add_argument("--held-out", nargs="+", metavar="CAPTURE",
                    help="captures to evaluate on (default: the last --held-out-fraction of each training capture)")
@@ -247,13 +248,12 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from neuralworld.fileio import check_new_output
     from neuralworld.report import markdown_table
-    from neuralworld.train import parse_size
 
     out = Path(args.output)
     check_new_output(out, args.force)
     base = get_preset(args.preset)
     if args.size:
-        base = base.with_size(*parse_size(args.size))
+        base = base.with_size(*args.size[::-1])
     if args.batch:
         base = dataclasses.replace(base, batch=args.batch)
     if base.height % 8 or base.width % 8:

@@ -41,6 +41,7 @@ from neuralworld.controls import POSE_KIND, pose_controls
 from neuralworld.controls_file import PlayerState, integrate_sticks, random_sticks, world_time_step
 from neuralworld.errors import UserError
 from neuralworld.geometry import invert_pose
+from neuralworld.world import World, resize_frames
 
 HORIZONS = (1, 8, 32, 128)
 ASPECT_TOLERANCE = 0.01
@@ -53,8 +54,6 @@ def load_world(path):
     path = Path(path)
     if not (path / "world.json").is_file():
         raise UserError(f"{path}: no world here (world.json is missing; make one with `neuralworld train`)")
-    from neuralworld.world import World
-
     return World.load(path)
 
 
@@ -73,12 +72,7 @@ class HeldOut:
     def frames(self, start: int, stop: int) -> np.ndarray:
         """(stop - start, H, W, 3) uint8 at the world's size."""
         clip = np.array(self.capture.frames[start:stop])  # a copy: the capture is memory-mapped read-only
-        if clip.shape[1:3] == (self.height, self.width):
-            return clip
-        import cv2
-
-        interp = cv2.INTER_AREA if clip.shape[1] > self.height else cv2.INTER_LINEAR
-        return np.stack([cv2.resize(f, (self.width, self.height), interpolation=interp) for f in clip])
+        return resize_frames(clip, self.height, self.width)
 
     def frames_at(self, index: np.ndarray) -> np.ndarray:
         return np.concatenate([self.frames(int(i), int(i) + 1) for i in index])

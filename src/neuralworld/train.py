@@ -39,6 +39,7 @@ import torch.distributed as dist
 import torch.nn as nn
 from tqdm import tqdm
 
+from neuralworld.cli import size_type
 from neuralworld.data import TrainingData, load_captures, sample_batch, step_generator, validation_set
 from neuralworld.errors import UserError
 from neuralworld.losses import HingeGANLoss, L1Loss
@@ -71,7 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where to train; auto takes CUDA, then MPS, then the CPU")
     parser.add_argument("--batch", type=int, help="training windows per step and process (default: the preset's)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the initial weights and of every batch")
-    parser.add_argument("--size", metavar="WxH", help="frame size WxH instead of the preset's (frames are resized once, at load)")
+    parser.add_argument("--size", type=size_type, metavar="WxH", help="frame size WxH instead of the preset's (frames are resized once, at load)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="change one field of the preset's config (repeatable), e.g. --set adversarial_weight=0.05 "
                         "--set memory_frames=[4,8]; see neuralworld/model/config.py for the fields")
@@ -94,7 +95,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    size = parse_size(args.size) if args.size else None
+    size = args.size[::-1] if args.size else None  # (height, width)
     train_world(args.captures, args.output, args.preset, steps=args.steps, minutes=args.minutes,
                 resume=args.resume, force=args.force, device=args.device, batch=args.batch, seed=args.seed,
                 size=size, overrides=args.set, val_fraction=args.val_fraction, checkpoint_every=args.checkpoint_every,
@@ -103,16 +104,6 @@ def run(args) -> int:
                 debug_replica_hash=args.debug_replica_hash)
     return 0
 
-
-def parse_size(text: str) -> tuple[int, int]:
-    """'WxH' -> (height, width)."""
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise UserError(f"--size {text}: expected WIDTHxHEIGHT, e.g. 128x96") from None
-    if w <= 0 or h <= 0:
-        raise UserError(f"--size {text}: width and height must be positive")
-    return h, w
 
 
 def pick_device(name: str) -> torch.device:

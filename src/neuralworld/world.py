@@ -33,12 +33,14 @@ VERSION = 1
 
 
 def resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(N, h, w, 3) uint8 -> (N, height, width, 3) uint8 by area averaging (no copy if the size fits)."""
+    """(N, h, w, 3) uint8 -> (N, height, width, 3) uint8: area averaging to shrink, bilinear to
+    enlarge (no copy if the size fits)."""
     import cv2
 
     if frames.shape[1:3] == (height, width):
         return frames
-    return np.stack([cv2.resize(np.asarray(f), (width, height), interpolation=cv2.INTER_AREA) for f in frames])
+    interp = cv2.INTER_AREA if frames.shape[1] >= height else cv2.INTER_LINEAR
+    return np.stack([cv2.resize(np.asarray(f), (width, height), interpolation=interp) for f in frames])
 
 
 def frames_to_tensor(frames: np.ndarray, device=None) -> torch.Tensor:

@@ -31,6 +31,7 @@ from tqdm import tqdm
 from neuralworld.capture.format import CaptureWriter, check_times
 from neuralworld.capture.motion_files import FILE_FORMATS, POSE_AXES, align, read_motion, read_kitti_calib, read_times
 from neuralworld.capture.video import Source, crop_box, iter_frames, open_source, transform_intrinsics, working_size
+from neuralworld.cli import size_type
 from neuralworld.errors import UserError
 from neuralworld.fileio import check_new_output
 
@@ -213,13 +214,6 @@ def _nominal_fps(source: Source, times: np.ndarray, fps: float | None) -> float:
     return float(source.fps or 0.0)
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected WIDTHxHEIGHT, e.g. 256x192") from None
-    return w, h
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", help="a video file (anything FFmpeg decodes: mp4, mov, mkv, webm, avi, ...) or a "
@@ -236,7 +230,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "of `neuralworld record` (orientation from the phone's sensors, translation from odometry)")
     p.add_argument("--times", metavar="FILE", help="the frames' times, one line per frame, seconds first "
                    "(KITTI times.txt; found beside a KITTI pose file without this option)")
-    p.add_argument("--size", type=parse_size, metavar="WxH", help="working size, multiples of 4. Default: 256x192 "
+    p.add_argument("--size", type=size_type, metavar="WxH", help="working size, multiples of 4. Default: 256x192 "
                    "(portrait 192x256) after a centre crop to that aspect; a smaller source is never upscaled and "
                    "gets the largest size in multiples of 64 that fits (a 128x128 source stays 128x128)")
     p.add_argument("--fps", type=float, help="space the frames 1/FPS seconds apart instead of using their own "

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from neuralworld.capture.format import CaptureWriter
 from neuralworld.capture.scene import DEFAULT_FOV_DEG, SCENES, Renderer, make_scene
 from neuralworld.capture.trajectory import load_trajectory, walk
+from neuralworld.cli import size_type
 from neuralworld.errors import UserError
 from neuralworld.fileio import check_new_output
 
@@ -69,15 +70,6 @@ def synthesize(out: Path, *, seed: int = 0, frames: int = 300, width: int = 256,
     return out
 
 
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT, e.g. 256x192") from None
-    if not (8 <= w <= 4096 and 8 <= h <= 4096):
-        raise argparse.ArgumentTypeError(f"{text}: each side must be within 8..4096 pixels")
-    return w, h
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="CAPTURE",
@@ -86,7 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="makes the place (trail, trees, sun) and the walk; "
                              "the same seed gives the same frames")
     parser.add_argument("--frames", type=int, default=300, help="number of frames of the walk")
-    parser.add_argument("--size", type=_size, default="256x192", metavar="WxH",
+    parser.add_argument("--size", type=size_type, default="256x192", metavar="WxH",
                         help="frame size in pixels, width x height")
     parser.add_argument("--fps", type=float, default=30.0,
                         help="frames per second of the walk (and of a .npy trajectory)")
