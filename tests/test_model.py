@@ -55,6 +55,20 @@ def test_fresh_net_gets_a_first_order_gradient_from_controls():
     assert net.body.out.weight.grad.abs().sum() > 0
 
 
+def test_gradient_survives_negative_features_before_the_output():
+    # L1 pulls the predicted change toward zero; with plain ReLU the features before the output
+    # layer could all go negative, the output became a constant and the world a copy for good.
+    torch.manual_seed(0)
+    net = WorldNet(MICRO, 16)
+    torch.nn.init.normal_(net.body.out.weight, std=0.1)
+    last_block = net.body.decoder[0][-1]
+    with torch.no_grad():
+        last_block.conv2.bias.fill_(-100.0)  # every feature entering the output layer is negative
+    controls, memory, noise = example_inputs(MICRO, 16, batch=1)
+    (net(controls, memory, noise) - torch.rand(1, 3, 32, 32)).abs().mean().backward()
+    assert net.body.stems[0].weight.grad.abs().sum() > 0
+
+
 def test_controls_are_normalised_inside_and_condition_the_output():
     torch.manual_seed(0)
     net = WorldNet(MICRO, 2, ACTION_KIND).eval()
