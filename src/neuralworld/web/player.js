@@ -72,8 +72,10 @@ async function createSession(modelBytes) {
 
 function configure(ort) {
   ort.env.wasm.wasmPaths = new URL('./ort/', location.href).href; // local files, never a CDN
-  // one thread unless asked: on small CPUs a second thread was slower (and needs cross-origin isolation)
-  const threads = Number(params.get('threads') || 1);
+  // the device's cores, at most 4 (?threads=N overrides): on an idle 2-core CPU two threads ran
+  // forest at 42 frames/s against 27 with one, tiny at 402 against 261 (`neuralworld bench`);
+  // more than one thread needs cross-origin isolation, which `neuralworld play` sets up
+  const threads = Number(params.get('threads') || Math.min(4, navigator.hardwareConcurrency || 1));
   ort.env.wasm.numThreads = self.crossOriginIsolated ? threads : 1;
   ort.env.logLevel = 'error';
 }
