@@ -438,7 +438,7 @@ def evaluate_world(world, captures, *, baseline=None, horizons=HORIZONS, starts:
         "baselines": {k: {key: v[key] for key in ("one_step", "rollout", "detail_retention", "control_fidelity")}
                       for k, v in results.items()},
         "speed": {"frames_per_s": main["speed"]["frames_per_s"], "steps_timed": main["speed"]["steps"],
-                  "device": "cpu" if not _has_cuda() else "cuda"},
+                  "device": str(getattr(world, "device", "cpu"))},
         "evaluated": {
             "captures": [{"name": d.name, "path": str(d.capture.path), "frames": len(d), "memory_frames": p.warm,
                           "horizons": p.horizons, "rollout_starts": p.starts, "one_step_points": len(p.one_step),
@@ -460,12 +460,6 @@ def evaluate_world(world, captures, *, baseline=None, horizons=HORIZONS, starts:
     if baseline is not None:
         out["baselines"]["baseline_world"]["speed"] = results["baseline_world"]["speed"]
     return out
-
-
-def _has_cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 # ----------------------------------------------------------------------------- the command
