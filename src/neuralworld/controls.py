@@ -44,14 +44,6 @@ def pose_controls(poses: np.ndarray, times: np.ndarray, valid: np.ndarray | None
     return out.astype(np.float32)
 
 
-def pose_control_from_motion(dR: np.ndarray, dt_pos: np.ndarray, prev_roll: float, prev_pitch: float,
-                             dt: float, valid: bool = True) -> np.ndarray:
-    """One 16-number control from a relative rotation (3,3), a relative translation (3,) in the
-    previous camera's axes, the previous roll/pitch and the time step."""
-    rel = make_pose(dR, dt_pos)
-    return np.concatenate([rel[:3, :4].reshape(12), [prev_roll, prev_pitch, dt, float(valid)]]).astype(np.float32)
-
-
 def walk_pose(position: np.ndarray, yaw: float, pitch: float) -> np.ndarray:
     """Camera-to-world pose of a player at `position` (metres, world z up) heading `yaw`, looking
     `pitch` above the horizon, roll 0: the state the players (Python and browser) integrate."""

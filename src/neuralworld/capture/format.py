@@ -25,7 +25,6 @@ from neuralworld.geometry import CONVENTION, make_pose, matrix_to_quat, quat_to_
 
 FORMAT = "neuralworld-capture"
 VERSION = 1
-POSE_COLUMNS = ["tx", "ty", "tz", "qx", "qy", "qz", "qw", "roll", "pitch"]
 _NPY_HEADER_BYTES = 128  # fixed so the header can be rewritten once the frame count is known
 
 

@@ -28,8 +28,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from neuralworld.capture.format import CaptureWriter, check_times
+from neuralworld.capture.format import CaptureWriter, check_times, open_capture
 from neuralworld.capture.motion_files import FILE_FORMATS, POSE_AXES, align, read_motion, read_kitti_calib, read_times
+from neuralworld.capture.odometry import intrinsics_from_fov
 from neuralworld.capture.video import Source, crop_box, iter_frames, open_source, transform_intrinsics, working_size
 from neuralworld.cli import size_type
 from neuralworld.errors import UserError
@@ -100,8 +101,7 @@ def source_intrinsics(source: Source, log, intrinsics: str | None, fov: float | 
     if fov:
         if not 1 <= fov <= 179:
             raise UserError(f"--fov {fov}: expected a horizontal field of view between 1 and 179 degrees")
-        f = source.width / 2 / np.tan(np.radians(fov) / 2)
-        return {"fx": f, "fy": f, "cx": (source.width - 1) / 2, "cy": (source.height - 1) / 2}, "--fov"
+        return intrinsics_from_fov(source.width, source.height, fov), "--fov"
     if log is not None and log.intrinsics:
         return log.intrinsics, str(log.path.with_name("calib.txt"))
     if source.kind == "images" and (source.path / "calib.txt").is_file():
@@ -256,7 +256,6 @@ def run(args) -> int:
                          times=args.times, size=args.size, fps=args.fps, force=args.force,
                          pose_axes=args.pose_axes, time_offset=args.time_offset, intrinsics=args.intrinsics,
                          fov=args.fov, speed=args.speed)
-    from neuralworld.capture.format import open_capture
     cap = open_capture(out)
     motion = cap.meta["motion"]
     print(f"{out}: {len(cap)} frames {cap.width}x{cap.height}, {cap.meta['duration_s']:.2f} s at "

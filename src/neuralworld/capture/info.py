@@ -39,9 +39,9 @@ def pose_motion(cap: Capture) -> dict[str, np.ndarray]:
     rel = relative_poses(poses)  # (N-1, 4, 4)
     dt = np.diff(times)
     ok = valid[1:] & valid[:-1]
-    speed = np.linalg.norm(rel[:, :3, 3], axis=1) / dt
+    step = np.linalg.norm(rel[:, :3, 3], axis=1)
     turn = rotation_angle(rel[:, :3, :3]) / dt
-    return {"t": times[1:], "speed": speed, "turn": turn, "ok": ok, "step": np.linalg.norm(rel[:, :3, 3], axis=1)}
+    return {"t": times[1:], "speed": step / dt, "turn": turn, "ok": ok, "step": step}
 
 
 def describe(cap: Capture) -> dict:

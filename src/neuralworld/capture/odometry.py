@@ -80,14 +80,13 @@ def is_unusable(gray: np.ndarray) -> bool:
 
 def estimate_poses(frames: np.ndarray, times: np.ndarray, intrinsics: dict | None = None,
                    fov_deg: float | None = None, speed=None, rotations: np.ndarray | None = None,
-                   name: str = "video", progress=None):
+                   name: str = "video"):
     """Camera poses of a video from its frames.
 
     frames: (N, H, W, 3) uint8 RGB at working size; times: (N,) seconds.
     intrinsics: {"fx", "fy", "cx", "cy"} at working size, or None to use `fov_deg`.
     speed: None (walking pace), a number (m/s), or (N,) per-frame m/s (NaN = unknown).
     rotations: optional (N, 3, 3) camera-to-world rotations to use instead of estimated ones.
-    progress: optional callable(n) called after each frame (e.g. a tqdm bar's update).
     Returns (poses (N, 4, 4) camera-to-world, valid (N,) bool, report dict).
     """
     frames = np.asarray(frames)
@@ -159,8 +158,6 @@ def estimate_poses(frames: np.ndarray, times: np.ndarray, intrinsics: dict | Non
                     heading = None
                     tracker.new_keyframe(gray)
                     key = i
-        if progress is not None:
-            progress(1)
     continue_tail(n - 1)
     report = {
         "method": "visual odometry (Shi-Tomasi + pyramidal Lucas-Kanade, 5-point essential matrix)",

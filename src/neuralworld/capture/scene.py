@@ -24,6 +24,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 from scipy.spatial import cKDTree
 
+from neuralworld.capture.odometry import intrinsics_from_fov
 from neuralworld.errors import UserError
 from neuralworld.geometry import OPENCV_TO_OPENGL_CAMERA, invert_pose
 
@@ -118,8 +119,10 @@ def _plant(rng, scene: Scene):
     n = int(2 * FOREST_HALF / cell)
     gx, gy = np.meshgrid(np.arange(n), np.arange(n))
     xy = (np.stack([gx.ravel(), gy.ravel()], 1) + rng.uniform(0.1, 0.9, (n * n, 2))) * cell - FOREST_HALF
-    trail_dist = cKDTree(scene.trail).query(xy)[0]
-    xy = xy[(trail_dist > 2.6) & (rng.uniform(size=len(xy)) < 0.85)]
+    trail_tree = cKDTree(scene.trail)
+    trail_dist = trail_tree.query(xy)[0]
+    kept = (trail_dist > 2.6) & (rng.uniform(size=len(xy)) < 0.85)
+    xy, trail_dist = xy[kept], trail_dist[kept]
     conifer_share = 0.5 + 0.35 * np.sin(xy[:, 0] / 23 + rng.uniform(0, 6)) * np.cos(xy[:, 1] / 31)
     conifer = rng.uniform(size=len(xy)) < conifer_share
     parts = {k: [] for k in PART_KINDS}  # kind -> list of (owner, row)
@@ -128,7 +131,6 @@ def _plant(rng, scene: Scene):
     def add(kind, owner, origin, scale, colour):
         parts[kind].append((owner, [*origin, *scale, *colour]))
 
-    trail_dist = cKDTree(scene.trail).query(xy)[0]
     for i, ((x, y), is_conifer, room) in enumerate(zip(xy, conifer, trail_dist)):
         z = float(scene.height_at(x, y)) - 0.3  # sunk a little so slopes show no gap
         height = rng.uniform(8, 20) if is_conifer else rng.uniform(7, 15)
@@ -166,7 +168,7 @@ def _plant(rng, scene: Scene):
     bush_xy[: count // 3] = scene.trail[near] + side * normal * rng.uniform(1.3, 4.0, (count // 3, 1))
     is_rock = np.arange(count) % 4 == 3
     radius = np.where(is_rock, rng.uniform(0.15, 0.6, count), rng.uniform(0.35, 1.0, count))
-    room = cKDTree(scene.trail).query(bush_xy)[0] - scene.trail_half_width - 0.4
+    room = trail_tree.query(bush_xy)[0] - scene.trail_half_width - 0.4
     for k in np.flatnonzero(room > 1.2 * radius):  # none on the trail itself
         (x, y), r, owner = bush_xy[k], radius[k], m + k
         z = float(scene.height_at(x, y))
@@ -420,8 +422,7 @@ FOG_DENSITY = 0.03  # per metre
 
 def intrinsics(width: int, height: int, fov_deg: float = DEFAULT_FOV_DEG) -> dict:
     """Pinhole intrinsics of the render camera in pixels (OpenCV: pixel centres at integers)."""
-    fx = (width / 2) / np.tan(np.radians(fov_deg) / 2)
-    return {"fx": float(fx), "fy": float(fx), "cx": (width - 1) / 2, "cy": (height - 1) / 2}
+    return intrinsics_from_fov(width, height, fov_deg)
 
 
 def projection(width: int, height: int, fov_deg: float = DEFAULT_FOV_DEG) -> np.ndarray:

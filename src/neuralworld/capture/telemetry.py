@@ -116,8 +116,8 @@ def read_streams(video_path) -> Streams:
     if s.gps_t is not None:
         s.found["GPS speed"] = len(s.gps_t)
     for name in ("GravityVector", "ImageOrientation", "Magnetometer"):
-        if _collect(groups, name):
-            s.found[name] = len(_collect(groups, name))
+        if samples := _collect(groups, name):
+            s.found[name] = len(samples)
     if s.quat is None and s.gyro is None:
         raise UserError(f"{path}: has no orientation or gyroscope telemetry ({s.camera or 'unknown camera'}); "
                         "use --motion-format vo to estimate the motion from the video")
@@ -201,7 +201,7 @@ def poses_from_streams(s: Streams, frame_times: np.ndarray, lag_s: float = 0.0, 
         step = np.concatenate([[0.0], np.diff(frame_times)]) * speed
         pos = np.cumsum(step[:, None] * np.concatenate([heading[:1], heading[:-1]]), axis=0)
         translation = "GPS 2D speed along the camera's level heading"
-    rates = np.degrees(rotation_angle(np.swapaxes(R[:-1], 1, 2) @ R[1:])) / np.maximum(np.diff(frame_times), 1e-9)
+    rates = np.degrees(angular_speed(frame_times, R))
     report = {
         "camera": f"{s.camera} {s.model}".strip(),
         "streams": dict(s.found),
