@@ -35,7 +35,7 @@ import numpy as np
 from neuralworld.capture.format import CaptureWriter, open_capture
 from neuralworld.cli import size_type
 from neuralworld.errors import UserError
-from neuralworld.fileio import atomic_dir, atomic_write_bytes, atomic_write_json
+from neuralworld.fileio import atomic_dir, atomic_write_bytes, atomic_write_json, check_new_output
 from neuralworld.model.config import PRESETS, WorldConfig, get_preset
 
 BIGGER_MULT = 2.0  # the last rung's channel multiplier
@@ -155,26 +155,22 @@ def run_ladder(captures, out: Path, base: WorldConfig, *, minutes: float | None 
 
 
 def table_rows(result: dict) -> tuple[list[str], list[list]]:
+    from neuralworld.evaluate import fidelity_text
+
     horizons = result["rungs"][0]["metrics"]["rollout"]["horizons"] if result["rungs"] else []
     header = ["rung", "change", "params", "steps", "1-step PSNR"] + [f"PSNR@{h}" for h in horizons] + \
              [f"SSIM@{h}" for h in horizons[-1:]] + ["detail", "control fidelity", "frames/s"]
-
-    def fidelity(m):
-        f = m["control_fidelity"]
-        if not f.get("available"):
-            return "n/a"
-        return f"{f['psnr']:.2f} dB" if "psnr" in f else f"{f['rotation_error_deg_per_frame']:.3f} deg/frame"
 
     rows = []
     for r in result["rungs"]:
         m = r["metrics"]
         rows.append([r["rung"], r["change"], f"{r['parameters'] / 1e6:.2f}M", r["training"]["steps"],
                      m["one_step"]["psnr"], *m["rollout"]["psnr"], *m["rollout"]["ssim"][-1:],
-                     m["detail_retention"], fidelity(m), m["speed"]["frames_per_s"]])
+                     m["detail_retention"], fidelity_text(m["control_fidelity"]), m["speed"]["frames_per_s"]])
     c = result.get("copy_last")
     if c:
         rows.append(["-", "copy the last frame", "0", "-", c["one_step"]["psnr"], *c["rollout"]["psnr"],
-                     *c["rollout"]["ssim"][-1:], c["detail_retention"], fidelity(c), None])
+                     *c["rollout"]["ssim"][-1:], c["detail_retention"], fidelity_text(c["control_fidelity"]), None])
     return header, rows
 
 
@@ -246,7 +242,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from neuralworld.fileio import check_new_output
+    from neuralworld.evaluate import parse_horizons
     from neuralworld.report import markdown_table
 
     out = Path(args.output)
@@ -261,10 +257,7 @@ def run(args) -> int:
                         "(choose --size accordingly)")
     if not 0.0 < args.held_out_fraction < 1.0:
         raise UserError(f"--held-out-fraction {args.held_out_fraction}: must be between 0 and 1")
-    try:
-        horizons = tuple(int(h) for h in args.horizons.split(","))
-    except ValueError:
-        raise UserError(f"--horizons {args.horizons}: give whole numbers separated by commas") from None
+    horizons = parse_horizons(args.horizons)
     minutes = args.minutes if args.minutes is not None or args.steps is not None else 5.0
     result = run_ladder(args.captures, out, base, minutes=minutes, steps=args.steps, held_out=args.held_out,
                         held_out_fraction=args.held_out_fraction,

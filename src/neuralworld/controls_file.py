@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from neuralworld.controls import pose_controls, walk_pose
+from neuralworld.controls import POSE_KIND, pose_controls, walk_pose
 from neuralworld.errors import UserError
 
 STICK_NAMES = ["forward", "strafe", "turn", "look", "run", "jump"]
@@ -162,7 +162,7 @@ def read_control_file(path: Path, control_names: list[str], control_kind: str, d
     sticks = [n for n in header if n in STICK_NAMES]
     unknown = [n for n in header if n not in STICK_NAMES and n != "t"]
     if "t" in col and sticks and not unknown:  # form 2: sticks with timing
-        if control_kind != "pose6dof":
+        if control_kind != POSE_KIND:
             raise UserError(f"{path}: stick columns ({', '.join(sticks)}) drive pose worlds only; this world "
                             f"takes {control_kind} controls: give one column per name: {', '.join(control_names)}")
         if np.any(np.diff(col["t"]) <= 0):

@@ -56,7 +56,7 @@ def load_captures(paths, config: WorldConfig, unroll: int, val_fraction: float =
                             f"{first.control_kind} {first.control_names} (train on captures of one kind)")
     window = config.layout.window
     need = window + unroll
-    frames, controls, train_starts, val_targets, described = [], [], [], [], []
+    frames, controls, train_starts, train_rows, val_targets, described = [], [], [], [], [], []
     offset = 0
     rollout_start, rollout_length = 0, 0
     for cap in caps:
@@ -70,6 +70,7 @@ def load_captures(paths, config: WorldConfig, unroll: int, val_fraction: float =
         frames.append(resize_frames(np.asarray(cap.frames), config.height, config.width))
         controls.append(cap.controls())
         train_starts.append(offset + np.arange(0, split - need + 1))
+        train_rows.append(offset + np.arange(split))
         val_targets.append(offset + np.arange(split, n))
         if n - split > rollout_length:
             rollout_start, rollout_length = offset + split, min(8, n - split)
@@ -77,8 +78,7 @@ def load_captures(paths, config: WorldConfig, unroll: int, val_fraction: float =
                           "train_frames": split, "val_frames": n - split})
         offset += n
     all_controls = np.concatenate(controls)
-    train_rows = np.concatenate([offset_c + np.arange(d["train_frames"]) for offset_c, d in
-                                 zip(np.cumsum([0] + [len(c) for c in caps[:-1]]), described)])
+    train_rows = np.concatenate(train_rows)
     if not np.isfinite(all_controls).all():
         raise UserError(f"{first.path}: controls contain NaN or infinite values")
     mean = all_controls[train_rows].mean(axis=0)

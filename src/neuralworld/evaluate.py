@@ -40,7 +40,7 @@ from neuralworld.capture.format import Capture, open_capture
 from neuralworld.controls import POSE_KIND, pose_controls
 from neuralworld.controls_file import PlayerState, integrate_sticks, random_sticks, world_time_step
 from neuralworld.errors import UserError
-from neuralworld.geometry import invert_pose
+from neuralworld.geometry import invert_pose, relative_poses, rotation_angle
 from neuralworld.world import World, resize_frames
 
 HORIZONS = (1, 8, 32, 128)
@@ -75,7 +75,7 @@ class HeldOut:
         return resize_frames(clip, self.height, self.width)
 
     def frames_at(self, index: np.ndarray) -> np.ndarray:
-        return np.concatenate([self.frames(int(i), int(i) + 1) for i in index])
+        return resize_frames(np.array(self.capture.frames[np.asarray(index, int)]), self.height, self.width)
 
 
 def held_out(world, capture: Capture) -> HeldOut:
@@ -355,8 +355,6 @@ def _scaled_intrinsics(d: HeldOut) -> dict | None:
 
 def _rotation_error_deg(commanded: np.ndarray, estimated: np.ndarray, valid: np.ndarray) -> float | None:
     """Mean angle in degrees of the per-frame relative rotation error, over frames odometry trusts."""
-    from neuralworld.geometry import relative_poses, rotation_angle
-
     rc, re = relative_poses(commanded)[:, :3, :3], relative_poses(estimated)[:, :3, :3]
     ok = valid[1:] & valid[:-1]
     if not ok.any():
@@ -485,12 +483,7 @@ def run(args) -> int:
     from neuralworld.report import write_eval_report
 
     check_new_output(Path(args.output), args.force)
-    try:
-        horizons = tuple(int(h) for h in args.horizons.split(","))
-    except ValueError:
-        raise UserError(f"--horizons {args.horizons}: give whole numbers separated by commas") from None
-    if not horizons or min(horizons) < 1:
-        raise UserError(f"--horizons {args.horizons}: horizons must be 1 or more")
+    horizons = parse_horizons(args.horizons)
     world = load_world(args.world)
     baseline = load_world(args.baseline) if args.baseline else None
     captures = [open_capture(c) for c in args.captures]
@@ -509,6 +502,17 @@ def run(args) -> int:
     return 0
 
 
+def parse_horizons(text: str) -> tuple[int, ...]:
+    """The --horizons option: comma-separated whole numbers, each 1 or more."""
+    try:
+        horizons = tuple(int(h) for h in text.split(","))
+    except ValueError:
+        raise UserError(f"--horizons {text}: give whole numbers separated by commas") from None
+    if not horizons or min(horizons) < 1:
+        raise UserError(f"--horizons {text}: horizons must be 1 or more")
+    return horizons
+
+
 def _clip_fps(captures) -> float:
     fps = [c.fps for c in captures if c.fps > 0]
     return float(np.clip(fps[0], 5, 60)) if fps else 15.0
@@ -522,17 +526,17 @@ def summary_rows(result: dict) -> tuple[list[str], list[list]]:
     header = ["", "1-step PSNR", "1-step SSIM"] + [f"PSNR@{h}" for h in horizons] + \
              [f"SSIM@{horizons[last]}", "detail", "control fidelity"]
     subjects = [("world", result)] + [(k, v) for k, v in result["baselines"].items()]
-    rows = []
-    for name, r in subjects:
-        fid = r["control_fidelity"]
-        if fid.get("available"):
-            fid_text = (f"{fid['psnr']:.2f} dB" if "psnr" in fid else
-                        f"{fid['rotation_error_deg_per_frame']:.3f} deg/frame")
-        else:
-            fid_text = "n/a"
-        rows.append([name, r["one_step"]["psnr"], r["one_step"]["ssim"], *r["rollout"]["psnr"],
-                     r["rollout"]["ssim"][last], r["detail_retention"], fid_text])
+    rows = [[name, r["one_step"]["psnr"], r["one_step"]["ssim"], *r["rollout"]["psnr"],
+             r["rollout"]["ssim"][last], r["detail_retention"], fidelity_text(r["control_fidelity"])]
+            for name, r in subjects]
     return header, rows
+
+
+def fidelity_text(fid: dict) -> str:
+    """A control_fidelity record as a table cell: dB against a true render, degrees per frame, or n/a."""
+    if not fid.get("available"):
+        return "n/a"
+    return f"{fid['psnr']:.2f} dB" if "psnr" in fid else f"{fid['rotation_error_deg_per_frame']:.3f} deg/frame"
 
 
 def summary_table(result: dict) -> str:

@@ -107,16 +107,18 @@ def new_figure(cols: int = 1, size=(5.0, 3.2)):
     return fig, list(axes[0])
 
 
-def markdown_table(header: list[str], rows: list[list]) -> str:
-    def cell(v):
-        if v is None:
-            return "-"
-        if isinstance(v, float):
-            return "inf" if v == float("inf") else f"{v:.3f}" if abs(v) < 10 else f"{v:.2f}"
-        return str(v)
+def _cell(v) -> str:
+    """A table cell's text: '-' for None, floats to 3 decimals (2 from 10 up)."""
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.3f}" if abs(v) < 10 else f"{v:.2f}"
+    return str(v)
 
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
 
 
@@ -134,15 +136,8 @@ class Page:
         self.parts.append(f"<p>{html.escape(text)}</p>")
 
     def table(self, header: list[str], rows: list[list]) -> None:
-        def cell(v):
-            if v is None:
-                return "-"
-            if isinstance(v, float):
-                return f"{v:.3f}" if abs(v) < 10 else f"{v:.2f}"
-            return html.escape(str(v))
-
         head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-        body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in rows)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(v))}</td>" for v in row) + "</tr>" for row in rows)
         self.parts.append(f"<table><tr>{head}</tr>{body}</table>")
 
     def image(self, png: bytes, caption: str) -> None:

@@ -92,11 +92,7 @@ def run(args) -> int:
                                      world_time_step(1.0 / fps), args.frames)
         start, data, s = None, None, 0
 
-    world.reset(start)
-    frames = []
-    for c in tqdm(controls, desc="rollout", unit="frame"):
-        noise = [stepper.rng.random((1, 1, h, w), dtype=np.float32) for h, w in stepper.sizes]
-        frames.append(np.asarray(world.step(np.asarray(c, np.float32), noise=noise), np.uint8))
+    frames = stepper.rollout(start, tqdm(controls, desc="rollout", unit="frame"))
     if args.side_by_side:
         real = data.frames(s, s + len(frames))
         frames = [side_by_side(r, g) for r, g in zip(real, frames)]

@@ -27,7 +27,7 @@ import argparse
 import copy
 import csv
 import hashlib
-import math
+import io
 import os
 import shutil
 import time
@@ -42,11 +42,12 @@ from tqdm import tqdm
 from neuralworld.cli import size_type
 from neuralworld.data import TrainingData, load_captures, sample_batch, step_generator, validation_set
 from neuralworld.errors import UserError
+from neuralworld.fileio import atomic_write_bytes
 from neuralworld.losses import HingeGANLoss, L1Loss
 from neuralworld.metrics import psnr
 from neuralworld.model.config import PRESETS, WorldConfig, get_preset
 from neuralworld.model.discriminator import PatchCritic
-from neuralworld.model.memory import MemoryLayout, push
+from neuralworld.model.memory import MemoryLayout, push, quantize8
 from neuralworld.model.network import WorldNet
 from neuralworld.world import World
 
@@ -271,7 +272,7 @@ def validate(net: WorldNet, val, device, seed: int = 1234) -> dict:
         mem = [m[i:i + 32].to(device) for m in memory]
         noise = [torch.rand(m.shape[0], 1, *m.shape[-2:], generator=g).to(device) for m in mem]
         preds.append(net(controls[i:i + 32].to(device), mem, noise).float().cpu())
-    pred = torch.round(torch.cat(preds).clamp(0, 1) * 255) / 255  # as the world shows it: 8-bit
+    pred = quantize8(torch.cat(preds))  # as the world shows it: 8-bit
     to_hwc = lambda x: x.permute(0, 2, 3, 1).numpy()  # noqa: E731
     return {"val_l1": float((pred - targets).abs().mean()),
             "val_psnr": float(psnr(to_hwc(pred), to_hwc(targets)).mean()),
@@ -293,8 +294,6 @@ def free_rollout(net: WorldNet, data: TrainingData, config: WorldConfig, device)
 def write_preview(path: Path, rows: list[np.ndarray]) -> None:
     """Rows of (n, H, W, 3) uint8 frames -> one PNG strip (rows padded to the longest)."""
     import cv2
-
-    from neuralworld.fileio import atomic_write_bytes
 
     n = max(len(r) for r in rows)
     h, w = rows[0].shape[1:3]
@@ -331,9 +330,9 @@ def prepare_output(output: Path, resume: bool, force: bool) -> None:
 
 
 def save_checkpoint(output: Path, state: dict) -> None:
-    tmp = output / f".{CHECKPOINT}.tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, output / CHECKPOINT)
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(output / CHECKPOINT, buf.getvalue())
 
 
 class MetricsLog:

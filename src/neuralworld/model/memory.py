@@ -51,10 +51,6 @@ class MemoryLayout:
     def to_json(self) -> dict:
         return {"frames": list(self.frames), "factor": self.factor}
 
-    @classmethod
-    def from_json(cls, d: dict) -> "MemoryLayout":
-        return cls(tuple(d["frames"]), int(d["factor"]))
-
 
 def quantize8(x: torch.Tensor) -> torch.Tensor:
     """Clamp to [0,1] and round to the nearest of 256 levels (what an 8-bit frame can hold)."""
