@@ -18,6 +18,7 @@ import av
 import numpy as np
 
 from neuralworld.capture import CaptureWriter, open_capture
+from neuralworld.cli import size_type
 
 
 def make_frames(n: int, w: int, h: int) -> np.ndarray:
@@ -29,11 +30,11 @@ def make_frames(n: int, w: int, h: int) -> np.ndarray:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--frames", type=int, default=2000)
-    p.add_argument("--size", default="256x192")
+    p.add_argument("--size", type=size_type, default="256x192")
     p.add_argument("--window", type=int, default=36, help="frames per training window (memory 32 + 4 unrolled)")
     p.add_argument("--reads", type=int, default=50)
     a = p.parse_args()
-    w, h = map(int, a.size.split("x"))
+    w, h = a.size
     frames = make_frames(a.frames, w, h)
     rng = np.random.default_rng(1)
     starts = rng.integers(0, a.frames - a.window, a.reads)

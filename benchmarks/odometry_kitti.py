@@ -24,7 +24,9 @@ import cv2
 import numpy as np
 
 from neuralworld.capture.odometry import estimate_poses
+from neuralworld.capture.video import transform_intrinsics
 from neuralworld.geometry import make_pose, relative_poses, rotation_angle
+from neuralworld.world import resize_frames
 
 
 def load_kitti(folder: Path):
@@ -45,12 +47,7 @@ def resize(frames: np.ndarray, intrinsics: dict, scale: float):
         return frames, intrinsics
     h, w = frames.shape[1:3]
     W, H = int(round(w * scale)), int(round(h * scale))
-    out = np.stack([cv2.resize(f, (W, H), interpolation=cv2.INTER_AREA) for f in frames])
-    sx, sy = W / w, H / h
-    # pixel-centre convention: x' = (x + 0.5) * s - 0.5
-    intr = {"fx": intrinsics["fx"] * sx, "fy": intrinsics["fy"] * sy,
-            "cx": (intrinsics["cx"] + 0.5) * sx - 0.5, "cy": (intrinsics["cy"] + 0.5) * sy - 0.5}
-    return out, intr
+    return resize_frames(frames, H, W), transform_intrinsics(intrinsics, (0, 0, w, h), W, H)
 
 
 def umeyama(src: np.ndarray, dst: np.ndarray):

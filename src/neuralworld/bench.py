@@ -4,7 +4,7 @@ For a world folder or a preset with random weights (speed does not depend on the
 frames/s in PyTorch eager, onnxruntime CPU, headless chromium's WebAssembly backend and, when
 chromium finds a WebGPU adapter, WebGPU; FLOPs per frame and parameters; the machine's own
 peak from a numpy float32 matrix product timed in the same run, and the share of it each
-runtime reaches; training samples/s when the training code offers `measure_training_speed`.
+runtime reaches; training samples/s from benchmarks/train_speed.py.
 The browser figures are whole player steps (inference, memory update, drawing), as in play.
 """
 
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import inspect
 import json
 import os
 import subprocess
@@ -139,31 +138,17 @@ def bench_browser(web_dir: Path, backend: str, seconds: float, threads: int = 1)
 
 
 def training_speed(config) -> dict:
-    """Training samples/s from the training code's `measure_training_speed`, when it exists."""
-    fn = None
-    try:
-        from neuralworld import train
-
-        fn = getattr(train, "measure_training_speed", None)
-    except ImportError:
-        pass
+    """Training samples/s from `measure_training_speed` of benchmarks/train_speed.py (a source checkout)."""
     script = Path(__file__).resolve().parents[2] / "benchmarks" / "train_speed.py"
-    if fn is None and script.is_file():
-        spec = importlib.util.spec_from_file_location("train_speed", script)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        fn = getattr(module, "measure_training_speed", None)
-    if fn is None:
-        return {"skipped": "no measure_training_speed in neuralworld.train or benchmarks/train_speed.py"}
+    if not script.is_file():
+        return {"skipped": "no benchmarks/train_speed.py (it comes with the source checkout)"}
+    spec = importlib.util.spec_from_file_location("train_speed", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
     try:
-        params = inspect.signature(fn).parameters
-        short = {k: v for k, v in (("steps", 2), ("warmup", 1)) if k in params}  # a few steps are enough for a rate
-        result = fn(config, **short) if params else fn()
+        return module.measure_training_speed(config, steps=2, warmup=1)  # a few steps are enough for a rate
     except Exception as e:  # noqa: BLE001 -- one figure missing is no reason to lose the rest
         return {"skipped": f"measure_training_speed failed: {type(e).__name__}: {e}"}
-    if isinstance(result, dict):
-        return result
-    return {"samples_per_s": float(result)}
 
 
 def load_target(world: Path | None, preset: str | None):
@@ -212,10 +197,8 @@ def bench_one(name, net, schema, start, *, seconds: float, threads: int, runtime
 
     if "torch" in runtimes:
         record("torch", bench_torch(net, inputs, levels, threads, seconds), threads)
-    model_bytes = None
-    if "onnxruntime" in runtimes or any(r in runtimes for r in ("wasm", "webgpu")):
-        model_bytes, _ = export.export_onnx(net, layout, h, w, len(schema["names"]))
     if "onnxruntime" in runtimes:
+        model_bytes, _ = export.export_onnx(net, layout, h, w, len(schema["names"]))
         record("onnxruntime", bench_onnxruntime(model_bytes, inputs, threads, seconds), threads)
     browser_runtimes = [r for r in ("wasm", "webgpu") if r in runtimes]
     if browser_runtimes:

@@ -34,8 +34,9 @@ from torch import nn
 
 from neuralworld import __version__
 from neuralworld.errors import UserError
-from neuralworld.fileio import atomic_dir, read_json
+from neuralworld.fileio import atomic_dir
 from neuralworld.model.memory import MemoryLayout, memory_from_frames, quantize8
+from neuralworld.world import World, frames_to_tensor
 
 WEB_FORMAT = "neuralworld-web"
 WEB_VERSION = 1
@@ -75,8 +76,7 @@ def parity_inputs(layout: MemoryLayout, height: int, width: int, control_dim: in
     controls = (mean + scale * torch.randn(control_dim, generator=g))[None]  # (1, C)
     sizes = layout.sizes(height, width)
     if start_frames is not None:
-        frames = torch.from_numpy(np.ascontiguousarray(start_frames)).permute(0, 3, 1, 2).float() / 255.0
-        memory = memory_from_frames(frames[None], layout)
+        memory = memory_from_frames(frames_to_tensor(start_frames[None]), layout)
     else:
         memory = [quantize8(torch.rand(1, 3 * n, h, w, generator=g)) for n, (h, w) in zip(layout.frames, sizes)]
     noise = [torch.rand(1, 1, h, w, generator=g) for h, w in sizes]
@@ -260,19 +260,12 @@ def export_network(net: nn.Module, out_dir: Path, *, layout: MemoryLayout, heigh
 
 def export_world(world_dir: Path, out_dir: Path | None = None, fp16: bool = False, force: bool = False) -> Path:
     """Export the world folder `world_dir` to `out_dir` (default world_dir/web); returns out_dir."""
-    from neuralworld.world import World
-
     world_dir = Path(world_dir)
-    meta = read_json(world_dir / "world.json", "world (world.json)")
-    start = world_dir / "start_frames.npy"
-    if not start.is_file():
-        raise UserError(f"{start}: missing (a world folder holds its start frames; re-save the world)")
-    start_frames = np.load(start, allow_pickle=False)
     world = World.load(world_dir)
     out_dir = world_dir / "web" if out_dir is None else Path(out_dir)
     return export_network(world.net, out_dir, layout=world.layout, height=world.height, width=world.width,
-                          schema=world.schema, start_frames=start_frames, fp16=fp16, force=force,
-                          meta={"name": world_dir.resolve().name, "preset": meta.get("preset"),
+                          schema=world.schema, start_frames=world.start_frames, fp16=fp16, force=force,
+                          meta={"name": world_dir.resolve().name, "preset": world.preset,
                                 "source": world_fingerprint(world_dir)})
 
 

@@ -104,7 +104,7 @@ def serve(web_dir: Path, host: str = "127.0.0.1", port: int = 8000, open_browser
         server.server_close()
 
 
-def web_folder_for(path: Path, fp16: bool = False) -> Path:
+def web_folder_for(path: Path) -> Path:
     """The web folder to serve for `path`: a world folder (exported first when its web folder
     is missing or stale) or an exported web folder itself."""
     from neuralworld.export import WEB_FORMAT, export_world, is_current
@@ -117,7 +117,7 @@ def web_folder_for(path: Path, fp16: bool = False) -> Path:
     web = path / "web"
     if not is_current(path, web):
         print(f"exporting {path} -> {web}", flush=True)
-        export_world(path, web, fp16=fp16)
+        export_world(path, web)
     return web
 
 

@@ -19,6 +19,7 @@ import ssl
 from pathlib import Path
 
 from neuralworld.errors import UserError
+from neuralworld.fileio import atomic_write_bytes
 
 VALID_DAYS = 365
 
@@ -88,8 +89,7 @@ def ensure_certificate(host: str, folder: Path | None = None) -> tuple[Path, Pat
     with os.fdopen(fd, "wb") as f:
         f.write(key_bytes)
     os.replace(key_path.with_suffix(".tmp"), key_path)
-    cert_path.with_suffix(".tmp").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    os.replace(cert_path.with_suffix(".tmp"), cert_path)
+    atomic_write_bytes(cert_path, cert.public_bytes(serialization.Encoding.PEM))
     return cert_path, key_path
 
 

@@ -25,7 +25,7 @@ import threading
 import time
 from pathlib import Path
 
-from neuralworld.fileio import atomic_write_json
+from neuralworld.fileio import atomic_write_bytes, atomic_write_json
 
 ID_PATTERN = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")
 # container types a browser's MediaRecorder writes -> the extension the server gives the file
@@ -147,9 +147,7 @@ class RecordingStore:
                 self.discard(rec_id)
                 raise TooLarge()
             json.loads(data)  # ValueError for a body that is not JSON
-            tmp = part / ".motion.json.tmp"
-            tmp.write_bytes(data)
-            os.replace(tmp, part / "motion.json")
+            atomic_write_bytes(part / "motion.json", data)
 
     def complete(self, rec_id: str, video_bytes: int) -> Path:
         """Make the partial a finished raw recording if the announced size is what arrived."""

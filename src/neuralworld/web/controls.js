@@ -172,7 +172,7 @@ export class ActionDriver {
   constructor(schema) {
     this.names = schema.names;
     const C = this.names.length;
-    const ranges = normaliseRanges(schema.ranges, this.names);
+    const ranges = this.names.map((_, i) => (schema.ranges || [])[i] || [-1, 1]); // [[lo, hi], ...] (world.json)
     this.lo = ranges.map((r) => r[0]);
     this.hi = ranges.map((r) => r[1]);
     const mean = schema.mean || this.lo.map((lo, i) => (lo + this.hi[i]) / 2);
@@ -207,14 +207,6 @@ export class ActionDriver {
     if (this.forwardIndex >= 0) out[this.forwardIndex] = this.value(this.forwardIndex, this.axes[1]);
     return out;
   }
-}
-
-// ranges as [[lo, hi], ...], {name: [lo, hi]} or {lo: [...], hi: [...]}; missing -> [-1, 1]
-export function normaliseRanges(ranges, names) {
-  if (Array.isArray(ranges)) return names.map((_, i) => ranges[i] || [-1, 1]);
-  if (ranges && Array.isArray(ranges.lo)) return names.map((_, i) => [ranges.lo[i], ranges.hi[i]]);
-  if (ranges && Array.isArray(ranges.min)) return names.map((_, i) => [ranges.min[i], ranges.max[i]]);
-  return names.map((n) => (ranges && ranges[n]) || [-1, 1]);
 }
 
 export function makeDriver(schema) {
