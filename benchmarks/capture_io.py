@@ -18,7 +18,7 @@ import av
 import numpy as np
 
 from neuralworld.capture import CaptureWriter, open_capture
-from neuralworld.cli import size_type
+from neuralworld.argtypes import size_type
 
 
 def make_frames(n: int, w: int, h: int) -> np.ndarray:

@@ -17,7 +17,7 @@ from neuralworld.cli import main
 from neuralworld.errors import UserError
 from neuralworld.geometry import roll_pitch
 from neuralworld.record.certificate import ensure_certificate, server_context
-from neuralworld.record.sensors import camera_rotation_from_device, read_phone_sensors
+from neuralworld.capture.sensors import camera_rotation_from_device, read_phone_sensors
 from neuralworld.record.server import RecordServer, print_address
 from neuralworld.record.store import ID_PATTERN
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from neuralworld.capture.format import CaptureWriter, open_capture
-from neuralworld.cli import size_type
+from neuralworld.argtypes import size_type
 from neuralworld.errors import UserError
 from neuralworld.fileio import atomic_dir, atomic_write_bytes, atomic_write_json, check_new_output
 from neuralworld.model.config import PRESETS, WorldConfig, get_preset
@@ -155,7 +155,7 @@ def run_ladder(captures, out: Path, base: WorldConfig, *, minutes: float | None 
 
 
 def table_rows(result: dict) -> tuple[list[str], list[list]]:
-    from neuralworld.evaluate import fidelity_text
+    from neuralworld.report import fidelity_text
 
     horizons = result["rungs"][0]["metrics"]["rollout"]["horizons"] if result["rungs"] else []
     header = ["rung", "change", "params", "steps", "1-step PSNR"] + [f"PSNR@{h}" for h in horizons] + \
@@ -242,7 +242,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from neuralworld.evaluate import parse_horizons
+    from neuralworld.argtypes import parse_horizons
     from neuralworld.report import markdown_table
 
     out = Path(args.output)

@@ -30,17 +30,6 @@ COMMANDS = {
 }
 
 
-def size_type(text: str) -> tuple[int, int]:
-    """argparse type of the --size options: 'WIDTHxHEIGHT' -> (width, height)."""
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected WIDTHxHEIGHT, e.g. 256x192") from None
-    if not (0 < w <= 8192 and 0 < h <= 8192):
-        raise argparse.ArgumentTypeError(f"{text}: each side must be within 1..8192 pixels")
-    return w, h
-
-
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="neuralworld",

@@ -480,7 +480,8 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from neuralworld.fileio import atomic_dir, atomic_write_json, check_new_output
-    from neuralworld.report import write_eval_report
+    from neuralworld.argtypes import parse_horizons
+    from neuralworld.report import summary_table, write_eval_report
 
     check_new_output(Path(args.output), args.force)
     horizons = parse_horizons(args.horizons)
@@ -502,44 +503,6 @@ def run(args) -> int:
     return 0
 
 
-def parse_horizons(text: str) -> tuple[int, ...]:
-    """The --horizons option: comma-separated whole numbers, each 1 or more."""
-    try:
-        horizons = tuple(int(h) for h in text.split(","))
-    except ValueError:
-        raise UserError(f"--horizons {text}: give whole numbers separated by commas") from None
-    if not horizons or min(horizons) < 1:
-        raise UserError(f"--horizons {text}: horizons must be 1 or more")
-    return horizons
-
-
 def _clip_fps(captures) -> float:
     fps = [c.fps for c in captures if c.fps > 0]
     return float(np.clip(fps[0], 5, 60)) if fps else 15.0
-
-
-def summary_rows(result: dict) -> tuple[list[str], list[list]]:
-    """The eval table: one row per subject (world, copy-last, other world)."""
-    horizons = result["rollout"]["horizons"]
-    measured = [i for i, v in enumerate(result["rollout"]["ssim"]) if v is not None]
-    last = measured[-1] if measured else len(horizons) - 1  # the longest horizon that was measured
-    header = ["", "1-step PSNR", "1-step SSIM"] + [f"PSNR@{h}" for h in horizons] + \
-             [f"SSIM@{horizons[last]}", "detail", "control fidelity"]
-    subjects = [("world", result)] + [(k, v) for k, v in result["baselines"].items()]
-    rows = [[name, r["one_step"]["psnr"], r["one_step"]["ssim"], *r["rollout"]["psnr"],
-             r["rollout"]["ssim"][last], r["detail_retention"], fidelity_text(r["control_fidelity"])]
-            for name, r in subjects]
-    return header, rows
-
-
-def fidelity_text(fid: dict) -> str:
-    """A control_fidelity record as a table cell: dB against a true render, degrees per frame, or n/a."""
-    if not fid.get("available"):
-        return "n/a"
-    return f"{fid['psnr']:.2f} dB" if "psnr" in fid else f"{fid['rotation_error_deg_per_frame']:.3f} deg/frame"
-
-
-def summary_table(result: dict) -> str:
-    from neuralworld.report import markdown_table
-
-    return markdown_table(*summary_rows(result))

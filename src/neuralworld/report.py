@@ -202,7 +202,6 @@ def curves_figure(result: dict) -> bytes:
 
 def write_eval_report(out: Path, result: dict, media: dict, fps: float = 15.0, clips: bool = True) -> None:
     """index.html (+ MP4 clips when `clips`) into the folder `out` from metrics and sample frames."""
-    from neuralworld.evaluate import summary_rows
 
     out = Path(out)
     page = Page(f"neuralworld eval: {result.get('world', 'world')}")
@@ -256,3 +255,30 @@ def write_eval_report(out: Path, result: dict, media: dict, fps: float = 15.0, c
 def _scale(frames) -> int:
     """Enlarge small frames in clips to about 256 pixels tall."""
     return max(1, 256 // frames[0].shape[0])
+
+
+# ----------------------------------------------------------------------------- the eval table
+
+def summary_rows(result: dict) -> tuple[list[str], list[list]]:
+    """The eval table: one row per subject (world, copy-last, other world)."""
+    horizons = result["rollout"]["horizons"]
+    measured = [i for i, v in enumerate(result["rollout"]["ssim"]) if v is not None]
+    last = measured[-1] if measured else len(horizons) - 1  # the longest horizon that was measured
+    header = ["", "1-step PSNR", "1-step SSIM"] + [f"PSNR@{h}" for h in horizons] + \
+             [f"SSIM@{horizons[last]}", "detail", "control fidelity"]
+    subjects = [("world", result)] + [(k, v) for k, v in result["baselines"].items()]
+    rows = [[name, r["one_step"]["psnr"], r["one_step"]["ssim"], *r["rollout"]["psnr"],
+             r["rollout"]["ssim"][last], r["detail_retention"], fidelity_text(r["control_fidelity"])]
+            for name, r in subjects]
+    return header, rows
+
+
+def fidelity_text(fid: dict) -> str:
+    """A control_fidelity record as a table cell: dB against a true render, degrees per frame, or n/a."""
+    if not fid.get("available"):
+        return "n/a"
+    return f"{fid['psnr']:.2f} dB" if "psnr" in fid else f"{fid['rotation_error_deg_per_frame']:.3f} deg/frame"
+
+
+def summary_table(result: dict) -> str:
+    return markdown_table(*summary_rows(result))

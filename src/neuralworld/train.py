@@ -39,7 +39,7 @@ import torch.distributed as dist
 import torch.nn as nn
 from tqdm import tqdm
 
-from neuralworld.cli import size_type
+from neuralworld.argtypes import size_type
 from neuralworld.data import TrainingData, load_captures, sample_batch, step_generator, validation_set
 from neuralworld.errors import UserError
 from neuralworld.fileio import atomic_write_bytes

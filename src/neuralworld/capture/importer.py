@@ -32,7 +32,7 @@ from neuralworld.capture.format import CaptureWriter, check_times, open_capture
 from neuralworld.capture.motion_files import FILE_FORMATS, POSE_AXES, align, read_motion, read_kitti_calib, read_times
 from neuralworld.capture.odometry import intrinsics_from_fov
 from neuralworld.capture.video import Source, crop_box, iter_frames, open_source, transform_intrinsics, working_size
-from neuralworld.cli import size_type
+from neuralworld.argtypes import size_type
 from neuralworld.errors import UserError
 from neuralworld.fileio import check_new_output
 
@@ -83,8 +83,8 @@ def resolve_motion(motion_format: str, log, source: Source, frames: np.ndarray, 
         return Motion("none", everything, times, np.ones(len(times), bool),
                       notes=["no motion: `train` needs a pose or action log (--motion FILE), or "
                              "--motion-format telemetry / vo"])
-    if motion_format == "phone-sensors" and motion_path:  # `neuralworld record`'s log: record/sensors.py
-        from neuralworld.record.sensors import phone_sensor_poses
+    if motion_format == "phone-sensors" and motion_path:  # `neuralworld record`'s log: capture/sensors.py
+        from neuralworld.capture.sensors import phone_sensor_poses
         poses, valid, report = phone_sensor_poses(motion_path, frames, times, intrinsics, fov, time_offset)
         return Motion("pose", everything, times, valid, "phone-sensors", poses, report=report)
     raise UserError(f"--motion-format {motion_format} reads a file: give it with --motion FILE")

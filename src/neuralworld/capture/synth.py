@@ -23,7 +23,7 @@ from tqdm import tqdm
 from neuralworld.capture.format import CaptureWriter
 from neuralworld.capture.scene import DEFAULT_FOV_DEG, SCENES, Renderer, make_scene
 from neuralworld.capture.trajectory import load_trajectory, walk
-from neuralworld.cli import size_type
+from neuralworld.argtypes import size_type
 from neuralworld.errors import UserError
 from neuralworld.fileio import check_new_output
 

@@ -3,7 +3,7 @@
 The reference system began with a camera app that also logged the phone's motion (ARKit). This
 is that app with nothing to install: a page served from here (record/page/) records the rear
 camera with MediaRecorder and logs DeviceOrientation / DeviceMotion events on the video's clock
-(the log's format: record/sensors.py), uploads both while recording, and each finished
+(the log's format: capture/sensors.py), uploads both while recording, and each finished
 recording is imported into a capture through the same code as `neuralworld import`
 (`--motion-format phone-sensors`: orientation from the sensors, translation from the video).
 

@@ -140,7 +140,7 @@ class RecordingStore:
             return video.stat().st_size
 
     def put_motion(self, rec_id: str, data: bytes) -> None:
-        """Store the motion log (JSON, see record/sensors.py); counts toward the size cap."""
+        """Store the motion log (JSON, see capture/sensors.py); counts toward the size cap."""
         with self._lock(rec_id):
             part = self.partial(rec_id)
             if (part / "video.part").stat().st_size + len(data) > self.max_bytes:
