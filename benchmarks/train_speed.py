@@ -13,48 +13,48 @@ import time
 
 import torch
 
-from neuralworld.controls import POSE_CONTROL_NAMES, POSE_KIND
+from neuralworld.controls import ControlSchema
 from neuralworld.data import TrainingData, sample_batch, step_generator
-from neuralworld.model.config import PRESETS, WorldConfig, get_preset
+from neuralworld.model.config import PRESETS, NetConfig, Preset, get_preset
 from neuralworld.model.network import model_stats
-from neuralworld.train import Trainer, pick_device
+from neuralworld.train import pick_device
+from neuralworld.trainer import Trainer
 
 
-def random_data(config: WorldConfig, frames: int = 64) -> TrainingData:
+def random_data(config: NetConfig, unroll: int, frames: int = 64) -> TrainingData:
     """Random frames and pose controls: speed does not depend on what the frames show."""
-    n = max(frames, config.layout.window + config.unroll + 1)
-    c = len(POSE_CONTROL_NAMES)
-    schema = {"kind": POSE_KIND, "names": POSE_CONTROL_NAMES, "ranges": [[-1, 1]] * c, "mean": [0.0] * c,
-              "scale": [1.0] * c}
+    n = max(frames, config.layout.window + unroll + 1)
+    schema = ControlSchema.identity()
     return TrainingData(
         frames=torch.randint(0, 256, (n, config.height, config.width, 3), dtype=torch.uint8),
-        controls=torch.randn(n, c), train_starts=torch.arange(n - config.layout.window - config.unroll),
+        controls=torch.randn(n, schema.dim), train_starts=torch.arange(n - config.layout.window - unroll),
         val_targets=torch.arange(n - 1, n), schema=schema, summary={}, rollout_start=n - 1, rollout_length=1)
 
 
-def measure_training_speed(preset="tiny", steps: int = 5, device: str = "auto", batch: int | None = None,
+def measure_training_speed(preset: Preset | str = "tiny", steps: int = 5, device: str = "auto",
                            warmup: int = 2) -> dict:
-    """Samples/s of `steps` timed training steps (after `warmup` untimed ones) of a preset's recipe
-    (a name or a WorldConfig) at its own batch size, on random data."""
-    config = get_preset(preset) if isinstance(preset, str) else preset
+    """Samples/s of `steps` timed training steps (after `warmup` untimed ones) of a preset (a
+    name or a Preset) at its recipe's batch size, on random data."""
+    preset = get_preset(preset) if isinstance(preset, str) else preset
+    config, recipe = preset.net, preset.recipe
     dev = pick_device(device)
-    batch = batch or config.batch
-    data = random_data(config)
+    data = random_data(config, recipe.unroll)
     cuda = dev.type == "cuda"
-    trainer = Trainer(config, data.schema, dev, seed=0, world_size=1, use_bf16=cuda, use_compile=False)
+    trainer = Trainer(config, recipe, data.schema, dev, seed=0, world_size=1, use_bf16=cuda, use_compile=False)
     for step in range(warmup + steps):
         if step == warmup:
             if cuda:
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-        trainer.step(sample_batch(data, config, batch, config.unroll, step_generator(0, step, 0, dev), dev))
+        trainer.step(sample_batch(data, config, recipe, step_generator(0, step, 0, dev), dev))
     if cuda:
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
     stats = model_stats(config)
-    return {"preset": preset if isinstance(preset, str) else "custom", "device": str(dev), "batch": batch,
-            "unroll": config.unroll, "threads": torch.get_num_threads(), "steps": steps,
-            "samples_per_s": batch * steps / seconds, "frames_per_s": batch * config.unroll * steps / seconds,
+    return {"preset": preset.name, "device": str(dev), "batch": recipe.batch,
+            "unroll": recipe.unroll, "threads": torch.get_num_threads(), "steps": steps,
+            "samples_per_s": recipe.batch * steps / seconds,
+            "frames_per_s": recipe.batch * recipe.unroll * steps / seconds,
             "params": stats["params"], "flops_per_frame": stats["flops"]}
 
 
@@ -67,7 +67,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print("preset        params    GFLOP/frame (multiply-add = 2)  frame     memory")
-    for name, config in PRESETS.items():
+    for name, preset in PRESETS.items():
+        config = preset.net
         s = model_stats(config)
         print(f"{name:<12} {s['params']:>9,}  {s['flops'] / 1e9:8.3f}                        "
               f"{config.width}x{config.height}  {list(config.memory_frames)}")

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from neuralworld.controls import ACTION_KIND, POSE_CONTROL_NAMES, POSE_KIND
+from neuralworld.controls import ACTION_KIND, POSE_KIND, ControlSchema
 from neuralworld.model.config import get_preset
 from neuralworld.model.network import WorldNet
 from neuralworld.world import World
@@ -18,18 +18,16 @@ HEIGHT, WIDTH = 32, 32
 
 
 def tiny_config(height: int = HEIGHT, width: int = WIDTH):
-    return dataclasses.replace(get_preset("tiny"), height=height, width=width, memory_frames=(4, 8, 16),
+    return dataclasses.replace(get_preset("tiny").net, height=height, width=width, memory_frames=(4, 8, 16),
                                channels=(8, 16, 16), control_embed=16)
 
 
-def pose_schema() -> dict:
-    return {"kind": POSE_KIND, "names": list(POSE_CONTROL_NAMES), "ranges": [[-1.0, 1.0]] * 16,
-            "mean": [0.0] * 16, "scale": [1.0] * 16}
+def pose_schema() -> ControlSchema:
+    return ControlSchema.identity(POSE_KIND)
 
 
-def action_schema() -> dict:
-    return {"kind": ACTION_KIND, "names": ["steering", "throttle"], "ranges": [[-0.7, 0.6], [0.4, 1.0]],
-            "mean": [0.1, 0.7], "scale": [0.3, 0.15]}
+def action_schema() -> ControlSchema:
+    return ControlSchema(ACTION_KIND, ("steering", "throttle"), ((-0.7, 0.6), (0.4, 1.0)), (0.1, 0.7), (0.3, 0.15))
 
 
 def start_frames(count: int = 6, height: int = HEIGHT, width: int = WIDTH, seed: int = 0) -> np.ndarray:
@@ -44,19 +42,18 @@ def start_frames(count: int = 6, height: int = HEIGHT, width: int = WIDTH, seed:
     return np.round(np.clip(np.stack(frames), 0, 1) * 255).astype(np.uint8)
 
 
-def random_world_net(schema: dict, seed: int = 0, height: int = HEIGHT, width: int = WIDTH) -> WorldNet:
+def random_world_net(schema: ControlSchema, seed: int = 0, height: int = HEIGHT, width: int = WIDTH) -> WorldNet:
     """A WorldNet with random weights everywhere (a fresh one starts as copy-the-last-frame, which
     would hide differences between runtimes)."""
-    net = WorldNet(tiny_config(height, width), len(schema["names"]), schema["kind"])
+    net = WorldNet(tiny_config(height, width), schema)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in net.named_parameters():
             p.copy_(torch.randn(p.shape, generator=g) * (0.3 / max(1, p[0].numel()) ** 0.5 if p.ndim > 1 else 0.05))
-    net.set_control_normalisation(schema["mean"], schema["scale"])
     return net.eval()
 
 
-def save_world(path: Path, schema: dict | None = None, seed: int = 0) -> Path:
+def save_world(path: Path, schema: ControlSchema | None = None, seed: int = 0) -> Path:
     schema = schema or pose_schema()
     World(random_world_net(schema, seed), schema, start_frames(), preset="tiny").save(path)
     return Path(path)

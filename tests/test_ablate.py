@@ -25,16 +25,17 @@ def test_ladder_changes_one_thing_per_rung():
     rungs = ladder(PRESETS["tiny"])
     names = [name for name, _, _ in rungs]
     assert names == ["baseline2022", "6dof", "memory", "unet", "adversarial", "bigger"]
-    cfg = {name: c for name, _, c in rungs}
+    cfg = {name: c.net for name, _, c in rungs}
+    recipe = {name: c.recipe for name, _, c in rungs}
     assert cfg["baseline2022"].memory_frames == (1,) and cfg["baseline2022"].network == "flat8"
-    assert cfg["baseline2022"].control_mode == "2d" and cfg["baseline2022"].adversarial_weight == 0
+    assert cfg["baseline2022"].control_mode == "2d" and recipe["baseline2022"].adversarial_weight == 0
     assert cfg["6dof"].control_mode == "6dof" and cfg["6dof"].memory_frames == (1,)
-    assert cfg["memory"].memory_frames == PRESETS["tiny"].memory_frames and cfg["memory"].network == "flat8"
-    assert cfg["unet"].network == "unet" and cfg["unet"].adversarial_weight == 0
-    assert cfg["adversarial"].adversarial_weight > 0 and cfg["adversarial"].channel_mult == 1.0
+    assert cfg["memory"].memory_frames == PRESETS["tiny"].net.memory_frames and cfg["memory"].network == "flat8"
+    assert cfg["unet"].network == "unet" and recipe["unet"].adversarial_weight == 0
+    assert recipe["adversarial"].adversarial_weight > 0 and cfg["adversarial"].channel_mult == 1.0
     assert cfg["bigger"].channel_mult == 2.0
     # the training recipe is shared: equal compute means equal batches
-    assert len({c.batch for c in cfg.values()}) == 1 and len({c.lr for c in cfg.values()}) == 1
+    assert len({r.batch for r in recipe.values()}) == 1 and len({r.lr for r in recipe.values()}) == 1
 
 
 @pytest.mark.slow

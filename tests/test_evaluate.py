@@ -2,12 +2,16 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from neuralworld import metrics
 from neuralworld.capture.format import CaptureWriter, open_capture
 from neuralworld.cli import main
-from neuralworld.evaluate import CopyLast, evaluate_world, plan_capture
-from neuralworld.model.memory import MemoryLayout
+from neuralworld.controls import ACTION_KIND, POSE_CONTROL_NAMES, POSE_KIND, ControlSchema
+from neuralworld.evaluate import copy_last, evaluate_world
+from neuralworld.heldout import plan_capture
+from neuralworld.model.config import NetConfig
+from neuralworld.world import World
 
 H, W = 16, 16
 
@@ -28,25 +32,35 @@ def ramp_frames(n: int, rng, h=H, w=W) -> np.ndarray:
     return np.stack([np.clip(base + i, 0, 255) for i in range(n)]).astype(np.uint8)
 
 
-class PerfectWorld:
-    """A test double with the rollout engine's interface that draws the true next frame."""
+def as_uint8(frame: torch.Tensor) -> bytes:
+    """(1, 3, H, W) in [0, 1] -> the bytes of the (H, W, 3) uint8 frame it holds."""
+    return (frame[0].permute(1, 2, 0) * 255).round().byte().numpy().tobytes()
 
-    def __init__(self, frames, layout=MemoryLayout((2, 4), 4)):
-        self.frames = np.asarray(frames)
-        self.height, self.width = self.frames.shape[1:3]
-        self.schema = {"kind": "actions", "names": ["steering", "throttle"]}
-        self.layout = layout
+
+class PerfectNet(torch.nn.Module):
+    """A test double of a network that draws the true next frame of a capture: it finds the
+    newest memory frame among the capture's frames and returns the one after it."""
+
+    def __init__(self, frames, memory_frames=(2, 4)):
+        super().__init__()
+        self.frames = np.array(frames)  # a writable copy of the memory-mapped frames
+        h, w = self.frames.shape[1:3]
+        self.config = NetConfig(height=h, width=w, memory_frames=memory_frames, channels=(8, 8),
+                                encoder_blocks=(0, 0), decoder_blocks=(0, 0))
         self.index = {f.tobytes(): i for i, f in enumerate(self.frames)}
 
-    def reset(self, start=None):
-        self.pos = self.index[np.asarray(start[-1]).tobytes()] + 1
+    def forward(self, controls, memory, noise):
+        assert controls.shape == (1, 2)
+        assert [tuple(n.shape) for n in noise] == [(1, 1, 16, 16), (1, 1, 4, 4)]
+        i = self.index[as_uint8(memory[0][:, -3:])]
+        return torch.from_numpy(self.frames[min(i + 1, len(self.frames) - 1)]).permute(2, 0, 1)[None] / 255.0
 
-    def step(self, controls, noise=None):
-        assert controls.shape == (2,)
-        assert [n.shape for n in noise] == [(1, 1, 16, 16), (1, 1, 4, 4)]
-        frame = self.frames[min(self.pos, len(self.frames) - 1)]
-        self.pos += 1
-        return frame
+
+ACTIONS = ControlSchema.identity(ACTION_KIND)
+
+
+def perfect_world(frames) -> World:
+    return World(PerfectNet(frames), ACTIONS, np.asarray(frames[:4]))
 
 
 @pytest.fixture
@@ -55,7 +69,7 @@ def capture(tmp_path, rng):
 
 
 def test_perfect_world_scores_capped_psnr_and_copy_last_scores_the_known_error(capture):
-    world = PerfectWorld(capture.frames)
+    world = perfect_world(capture.frames)
     r = evaluate_world(world, [capture], horizons=(1, 8, 32), starts=3, one_step_points=5, free_play=40,
                        fidelity_frames=4)
     assert r["one_step"]["psnr"] == metrics.PSNR_CAP and r["one_step"]["ssim"] == pytest.approx(1.0)
@@ -75,7 +89,7 @@ def test_perfect_world_scores_capped_psnr_and_copy_last_scores_the_known_error(c
 
 def test_short_capture_uses_what_fits_and_says_so(tmp_path, rng, capsys):
     cap = open_capture(write_action_capture(tmp_path / "short", ramp_frames(20, rng)))
-    r = evaluate_world(PerfectWorld(cap.frames), [cap], starts=2, one_step_points=3, free_play=10,
+    r = evaluate_world(perfect_world(cap.frames), [cap], starts=2, one_step_points=3, free_play=10,
                        fidelity_frames=4)
     assert r["rollout"]["horizons"] == [1, 8, 32, 128]
     assert r["rollout"]["psnr"][:2] == [metrics.PSNR_CAP] * 2 and r["rollout"]["psnr"][2:] == [None, None]
@@ -87,15 +101,15 @@ def test_short_capture_uses_what_fits_and_says_so(tmp_path, rng, capsys):
 
 
 def test_copy_last_world_repeats_the_newest_memory_frame(capture):
-    base = CopyLast(PerfectWorld(capture.frames))
-    base.reset(np.asarray(capture.frames[3:7]))
-    assert np.array_equal(base.step(np.zeros(2)), capture.frames[6])
+    base = copy_last(perfect_world(capture.frames))
+    frames = base.rollout(np.asarray(capture.frames[3:7]), np.zeros((3, 2)))
+    assert all(np.array_equal(f, capture.frames[6]) for f in frames)
 
 
 def test_mismatched_controls_and_sizes_are_refused(tmp_path, rng, capture):
     from neuralworld.errors import UserError
 
-    world = PerfectWorld(capture.frames)
+    world = perfect_world(capture.frames)
     other = open_capture(write_action_capture(tmp_path / "keys", ramp_frames(10, rng), names=("left", "right")))
     with pytest.raises(UserError, match="differ from the world's"):
         evaluate_world(world, [other])
@@ -107,7 +121,7 @@ def test_mismatched_controls_and_sizes_are_refused(tmp_path, rng, capture):
 def test_capture_of_same_aspect_is_resized(tmp_path, rng, capture):
     big = ramp_frames(40, rng, 32, 32)
     cap = open_capture(write_action_capture(tmp_path / "big", big))
-    r = evaluate_world(CopyLast(PerfectWorld(capture.frames)), [cap], horizons=(1,), starts=2,
+    r = evaluate_world(copy_last(perfect_world(capture.frames)), [cap], horizons=(1,), starts=2,
                        one_step_points=2, free_play=5, fidelity_frames=2)
     assert any("resized" in n for n in r["evaluated"]["notes"])
     assert r["one_step"]["psnr"] > 30  # the same brightness drift of 1/255 a frame, at half size
@@ -142,40 +156,39 @@ def test_eval_command_writes_metrics_and_an_offline_report(tmp_path, rng):
     assert main(["eval", str(world), str(cap), "-o", str(out)]) == 2  # exists: needs --force
 
 
-class RenderingWorld:
-    """A test double of a pose world that knows the place: it composes the commanded relative
-    motions from the pose of its newest memory frame and renders the true view."""
+class RenderingNet(torch.nn.Module):
+    """A test double of a pose world's network that knows the place: it composes the commanded
+    relative motion with the pose of its newest memory frame and renders the true view."""
 
-    def __init__(self, capture):
-        from neuralworld.capture.scene import Renderer, make_scene
+    def __init__(self, capture, renderer):
+        super().__init__()
+        self.renderer = renderer
+        self.config = NetConfig(height=capture.height, width=capture.width, memory_frames=(2, 4),
+                                channels=(8, 8), encoder_blocks=(0, 0), decoder_blocks=(0, 0))
+        self.poses = {f.tobytes(): pose for f, pose in zip(np.asarray(capture.frames), capture.poses)}
 
-        spec = capture.meta["synth"]
-        self.capture = capture
-        self.renderer = Renderer(make_scene(spec["scene"], spec["seed"]), capture.width, capture.height,
-                                 spec["fov_deg"]).__enter__()
-        self.height, self.width = capture.height, capture.width
-        self.schema = {"kind": "pose6dof", "names": capture.control_names}
-        self.layout = MemoryLayout((2, 4), 4)
-        self.index = {f.tobytes(): i for i, f in enumerate(np.asarray(capture.frames))}
-
-    def reset(self, start=None):
-        self.pose = self.capture.poses[self.index[np.asarray(start[-1]).tobytes()]]
-
-    def step(self, controls, noise=None):
+    def forward(self, controls, memory, noise):
         rel = np.eye(4)
-        rel[:3, :4] = np.asarray(controls[:12], np.float64).reshape(3, 4)
-        self.pose = self.pose @ rel
-        return self.renderer.render(self.pose)
+        rel[:3, :4] = controls[0, :12].double().numpy().reshape(3, 4)
+        pose = self.poses[as_uint8(memory[0][:, -3:])] @ rel
+        frame = self.renderer.render(pose)
+        self.poses[frame.tobytes()] = pose  # the view it drew is where it stands now
+        return torch.from_numpy(frame).permute(2, 0, 1)[None] / 255.0
 
 
 @pytest.mark.slow
 def test_control_fidelity_on_a_synthetic_capture(tmp_path):
     from neuralworld.capture.synth import synthesize
 
+    from neuralworld.capture.scene import Renderer, make_scene
+
     cap = open_capture(synthesize(tmp_path / "syn", frames=24, width=16, height=16, fps=15, progress=False))
-    world = RenderingWorld(cap)
-    r = evaluate_world(world, [cap], horizons=(1, 8), starts=2, one_step_points=2, free_play=8, fidelity_frames=10)
-    world.renderer.__exit__(None, None, None)
+    spec = cap.meta["synth"]
+    with Renderer(make_scene(spec["scene"], spec["seed"]), cap.width, cap.height, spec["fov_deg"]) as renderer:
+        world = World(RenderingNet(cap, renderer), ControlSchema.identity(POSE_KIND, POSE_CONTROL_NAMES),
+                      np.asarray(cap.frames[:4]))
+        r = evaluate_world(world, [cap], horizons=(1, 8), starts=2, one_step_points=2, free_play=8,
+                           fidelity_frames=10)
     fid = r["control_fidelity"]
     assert fid["available"] and fid["kinds"] == ["synthetic"]
     assert fid["psnr"] > 45  # the commanded trajectory, rendered twice (float32 controls: ~1e-7 m apart)
@@ -185,7 +198,7 @@ def test_control_fidelity_on_a_synthetic_capture(tmp_path):
 
 
 def test_rotation_error_of_the_odometry_measure():
-    from neuralworld.evaluate import _rotation_error_deg
+    from neuralworld.fidelity import _rotation_error_deg
     from neuralworld.geometry import camera_rotation, make_pose
 
     yaw = np.radians(np.arange(5) * 1.0)  # commanded: 1 degree per frame

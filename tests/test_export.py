@@ -61,7 +61,7 @@ def test_onnxruntime_matches_the_world_on_new_inputs(exported):
     world_dir, web = exported
     world = World.load(world_dir)
     session = ort.InferenceSession(str(web / "model.onnx"), providers=["CPUExecutionProvider"])
-    inputs = export.parity_inputs(world.layout, HEIGHT, WIDTH, 16, seed=42, schema=world.schema)
+    inputs = export.parity_inputs(world.layout, HEIGHT, WIDTH, world.schema, seed=42)
     with torch.no_grad():
         expected = world.net(inputs[0], inputs[1:4], inputs[4:]).numpy()
     got = session.run(["frame"], dict(zip(export.input_names(3), (t.numpy() for t in inputs))))[0]
@@ -86,8 +86,8 @@ def test_parity_failure_is_loud():
     schema = action_schema()
     net_a, net_b = random_world_net(schema, seed=1), random_world_net(schema, seed=2)
     layout = net_a.config.layout
-    model, _ = export.export_onnx(net_a, layout, HEIGHT, WIDTH, 2)
-    inputs = [export.parity_inputs(layout, HEIGHT, WIDTH, 2, seed=0, schema=schema)]
+    model, _ = export.export_onnx(net_a, layout, HEIGHT, WIDTH, schema)
+    inputs = [export.parity_inputs(layout, HEIGHT, WIDTH, schema, seed=0)]
     assert export.check_parity(net_a, model, inputs, 1e-3) < 1e-3
     with pytest.raises(UserError, match="differs from PyTorch"):
         export.check_parity(net_b, model, inputs, 1e-3)

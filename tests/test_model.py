@@ -3,14 +3,15 @@ import dataclasses
 import pytest
 import torch
 
-from neuralworld.controls import ACTION_KIND
+from neuralworld.controls import ACTION_KIND, ControlSchema
 from neuralworld.errors import UserError
-from neuralworld.model.config import PRESETS, WorldConfig, get_preset
+from neuralworld.model.config import PRESETS, NetConfig, TrainRecipe, get_preset
 from neuralworld.model.memory import MemoryLayout, memory_from_frames
 from neuralworld.model.network import WorldNet, example_inputs, model_stats
 
-MICRO = WorldConfig(height=32, width=32, memory_frames=(2, 4), channels=(8, 16), encoder_blocks=(0, 1),
+MICRO = NetConfig(height=32, width=32, memory_frames=(2, 4), channels=(8, 16), encoder_blocks=(0, 1),
                     decoder_blocks=(1, 1), control_embed=16)
+POSE = ControlSchema.identity()
 
 
 @pytest.mark.parametrize("config", [
@@ -21,7 +22,7 @@ MICRO = WorldConfig(height=32, width=32, memory_frames=(2, 4), channels=(8, 16),
 ])
 def test_forward_shapes_and_range(config):
     torch.manual_seed(0)
-    net = WorldNet(config, 16)
+    net = WorldNet(config, POSE)
     for block in net.modules():  # leave the zero init so the output depends on the inputs
         if isinstance(block, torch.nn.Conv2d):
             torch.nn.init.normal_(block.weight, std=0.3)
@@ -34,7 +35,7 @@ def test_forward_shapes_and_range(config):
 
 
 def test_residual_net_starts_as_copy_of_last_frame():
-    net = WorldNet(MICRO, 16).eval()
+    net = WorldNet(MICRO, POSE).eval()
     controls, memory, noise = example_inputs(MICRO, 16, batch=2)
     assert torch.equal(net(controls, memory, noise), memory[0][:, -3:])
 
@@ -43,7 +44,7 @@ def test_fresh_net_gets_a_first_order_gradient_from_controls():
     # At the start only the output layer is zero; the features feeding it must already depend
     # on the controls, or L1 training has no gradient toward motion and stays at copy-last.
     torch.manual_seed(0)
-    net = WorldNet(MICRO, 16)
+    net = WorldNet(MICRO, POSE)
     controls, memory, noise = example_inputs(MICRO, 16, batch=1)
     feats = []
     net.body.out.register_forward_hook(lambda m, inp, out: feats.append(inp[0].detach()))
@@ -59,7 +60,7 @@ def test_gradient_survives_negative_features_before_the_output():
     # L1 pulls the predicted change toward zero; with plain ReLU the features before the output
     # layer could all go negative, the output became a constant and the world a copy for good.
     torch.manual_seed(0)
-    net = WorldNet(MICRO, 16)
+    net = WorldNet(MICRO, POSE)
     torch.nn.init.normal_(net.body.out.weight, std=0.1)
     last_block = net.body.decoder[0][-1]
     with torch.no_grad():
@@ -71,7 +72,7 @@ def test_gradient_survives_negative_features_before_the_output():
 
 def test_controls_are_normalised_inside_and_condition_the_output():
     torch.manual_seed(0)
-    net = WorldNet(MICRO, 2, ACTION_KIND).eval()
+    net = WorldNet(MICRO, ControlSchema.identity(ACTION_KIND)).eval()
     for p in net.parameters():
         torch.nn.init.normal_(p, std=0.2)
     controls, memory, noise = example_inputs(MICRO, 2)
@@ -79,14 +80,14 @@ def test_controls_are_normalised_inside_and_condition_the_output():
     b = net(controls + torch.tensor([[5.0, 0.0]]), memory, noise)
     assert not torch.allclose(a, b)
     # shifting the mean with the input leaves the output unchanged: normalisation is inside
-    net.set_control_normalisation([5.0, 0.0], [1.0, 1.0])
+    net.control_mean.copy_(torch.tensor([5.0, 0.0]))
     assert torch.allclose(net(controls + torch.tensor([[5.0, 0.0]]), memory, noise), a)
 
 
 def test_2d_mode_sees_only_forward_motion_and_yaw():
     torch.manual_seed(0)
     config = dataclasses.replace(MICRO, control_mode="2d")
-    net = WorldNet(config, 16).eval()
+    net = WorldNet(config, POSE).eval()
     for p in net.parameters():
         torch.nn.init.normal_(p, std=0.2)
     controls, memory, noise = example_inputs(config, 16)
@@ -100,7 +101,7 @@ def test_2d_mode_sees_only_forward_motion_and_yaw():
 
 def test_memory_and_noise_join_at_their_scale():
     torch.manual_seed(0)
-    net = WorldNet(MICRO, 16).eval()
+    net = WorldNet(MICRO, POSE).eval()
     for p in net.parameters():
         torch.nn.init.normal_(p, std=0.2)
     controls, memory, noise = example_inputs(MICRO, 16)
@@ -116,28 +117,30 @@ def test_memory_and_noise_join_at_their_scale():
 
 def test_presets_and_their_budgets():
     assert set(PRESETS) == {"tiny", "forest", "baseline2022"}
-    forest = model_stats(get_preset("forest"))
+    forest = model_stats(get_preset("forest").net)
     assert 4e6 < forest["params"] < 6e6 and 0.7e9 < forest["flops"] < 1.3e9
-    tiny = model_stats(get_preset("tiny"))
+    tiny = model_stats(get_preset("tiny").net)
     assert 0.2e6 < tiny["params"] < 0.5e6
     base = get_preset("baseline2022")
-    assert base.memory_frames == (1,) and base.control_mode == "2d" and base.adversarial_weight == 0
+    assert base.net.memory_frames == (1,) and base.net.control_mode == "2d" and base.recipe.adversarial_weight == 0
     with pytest.raises(UserError):
         get_preset("nope")
 
 
 def test_config_json_round_trip_and_resize():
-    cfg = get_preset("forest")
-    assert WorldConfig.from_json(cfg.to_json()) == cfg
+    cfg = get_preset("forest").net
+    assert NetConfig.from_json(cfg.to_json()) == cfg
+    recipe = get_preset("tiny").recipe
+    assert TrainRecipe.from_json(recipe.to_json()) == recipe
     small = cfg.with_size(96, 128)
     assert small.memory_frames == (4, 8, 16) and small.layout == MemoryLayout((4, 8, 16), 4)
-    WorldNet(small, 16)(*example_inputs(small, 16))
+    WorldNet(small, POSE)(*example_inputs(small, 16))
     with pytest.raises(UserError):
-        WorldConfig(network="flat8", height=30, width=32, memory_frames=(1,))
+        NetConfig(network="flat8", height=30, width=32, memory_frames=(1,))
 
 
 def test_memory_from_frames_feeds_the_network():
     frames = torch.rand(1, 5, 3, 32, 32)
     memory = memory_from_frames(frames, MICRO.layout)
-    out = WorldNet(MICRO, 16).eval()(torch.zeros(1, 16), memory, [torch.rand(1, 1, 32, 32), torch.rand(1, 1, 8, 8)])
+    out = WorldNet(MICRO, POSE).eval()(torch.zeros(1, 16), memory, [torch.rand(1, 1, 32, 32), torch.rand(1, 1, 8, 8)])
     assert out.shape == (1, 3, 32, 32)

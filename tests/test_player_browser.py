@@ -4,14 +4,13 @@ matches Python's rollout frame for frame, maps keys to the right controls, and p
 import re
 import shutil
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from neuralworld import export, play
-from neuralworld.controls_file import integrate_sticks
+from neuralworld.player import integrate_sticks
 from neuralworld.world import World
 
 from player_worlds import (ShiftNet, action_schema, bar_column, bar_frames, pose_schema, save_world)
@@ -168,10 +167,10 @@ def test_walker_mirrors_the_control_file_rules(browser, pose_world):
     rows = [sticks[max(0, np.searchsorted(times, n * dt + 1e-9, side="right") - 1)].tolist() for n in range(len(expected))]
     got = np.array(page.evaluate("""async ([rows, dt]) => {
         const m = await import('./controls.js');
-        const w = new m.Walker();
-        // the page's turn axis is + to the left, the control file's + to the right
+        const w = new m.Walker(window.nw.meta.player_rules);  // the rules as export wrote them from player.py
+        // the same sticks with the same signs as Python's
         return rows.map(([forward, strafe, turn, look, run, jump]) => Array.from(w.step(
-            {forward, strafe, turn: -turn, pitch: look, lookYaw: 0, lookPitch: 0, run: run > 0.5, jump: jump > 0.5}, dt)));
+            {forward, strafe, turn, look, run: run > 0.5, jump: jump > 0.5}, dt)));
     }""", [rows, dt]))
     assert np.abs(got - expected).max() < 1e-4
     assert np.ptp(expected[:, 11]) > 0.02 and np.ptp(expected[:, 7]) > 0.01  # it walked and jumped

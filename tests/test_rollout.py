@@ -5,34 +5,27 @@ import torch
 
 from neuralworld.capture.format import CaptureWriter
 from neuralworld.cli import main
-from neuralworld.controls import ACTION_KIND, POSE_CONTROL_NAMES, POSE_KIND
-from neuralworld.controls_file import (PITCH_MAX, TURN_RATE, integrate_sticks, read_control_file,
-                                       world_time_step)
+from neuralworld.controls import ACTION_KIND, POSE_KIND, ControlSchema
+from neuralworld.controls_file import read_control_file
 from neuralworld.errors import UserError
 from neuralworld.geometry import invert_pose, roll_pitch
-from neuralworld.model.config import WorldConfig
+from neuralworld.model.config import NetConfig
 from neuralworld.model.network import WorldNet
+from neuralworld.player import RULES, integrate_sticks, world_time_step
 from neuralworld.world import World
 
-MICRO = WorldConfig(height=16, width=16, memory_frames=(2, 4), channels=(8, 16), encoder_blocks=(0, 0),
+MICRO = NetConfig(height=16, width=16, memory_frames=(2, 4), channels=(8, 16), encoder_blocks=(0, 0),
                     decoder_blocks=(1, 1), control_embed=16)
-ACTION_SCHEMA = {"kind": ACTION_KIND, "names": ["steering", "throttle"], "ranges": [[-1, 1], [0, 1]],
-                 "mean": [0.0, 0.5], "scale": [0.5, 0.2]}
+ACTION_SCHEMA = ControlSchema(ACTION_KIND, ("steering", "throttle"), ((-1, 1), (0, 1)), (0.0, 0.5), (0.5, 0.2))
 
 
 def make_world(path, kind=ACTION_KIND, seed=0):
     """A micro world with random weights, saved and loaded back."""
     torch.manual_seed(seed)
-    if kind == ACTION_KIND:
-        schema, dim = ACTION_SCHEMA, 2
-    else:
-        schema = {"kind": POSE_KIND, "names": POSE_CONTROL_NAMES, "ranges": [[-1, 1]] * 16,
-                  "mean": [0.0] * 16, "scale": [1.0] * 16}
-        dim = 16
-    net = WorldNet(MICRO, dim, kind)
+    schema = ACTION_SCHEMA if kind == ACTION_KIND else ControlSchema.identity(POSE_KIND)
+    net = WorldNet(MICRO, schema)
     for p in net.parameters():
         torch.nn.init.normal_(p, std=0.05)
-    net.set_control_normalisation(schema["mean"], schema["scale"])
     start = np.random.default_rng(seed).integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
     World(net, schema, start, preset="micro").save(path)
     return path
@@ -130,8 +123,8 @@ def test_turning_left_raises_yaw_and_looking_up_clamps_pitch():
     _, poses = integrate_sticks(np.array([0.0, 0.5]), np.array([[-1.0, 1.0], [0, 0]]), ["turn", "look"], dt)
     forward = poses[-1][:3, 2]
     yaw = np.arctan2(forward[1], forward[0])
-    assert yaw == pytest.approx(TURN_RATE * 0.5, abs=1e-6)  # left turn: counter-clockwise from above
-    assert roll_pitch(poses[-1][:3, :3])[1] == pytest.approx(PITCH_MAX)  # 1.25 rad asked, 0.75 allowed
+    assert yaw == pytest.approx(RULES.turn_rate * 0.5, abs=1e-6)  # left turn: counter-clockwise from above
+    assert roll_pitch(poses[-1][:3, :3])[1] == pytest.approx(RULES.pitch_max)  # 1.25 rad asked, 0.75 allowed
     assert np.allclose(poses[:, :3, 3], 0)  # turning on the spot
 
 
@@ -153,13 +146,13 @@ def test_control_file_errors(tmp_path):
     bad = tmp_path / "bad.csv"
     bad.write_text("t,fly\n0,1\n")
     with pytest.raises(UserError, match="neither this world's controls"):
-        read_control_file(bad, ["steering", "throttle"], ACTION_KIND, 1 / 15)
+        read_control_file(bad, ACTION_SCHEMA, 1 / 15)
     bad.write_text("t,forward\n0,1\n0,0\n")
     with pytest.raises(UserError, match="must increase"):
-        read_control_file(bad, POSE_CONTROL_NAMES, POSE_KIND, 1 / 15)
+        read_control_file(bad, ControlSchema.identity(POSE_KIND), 1 / 15)
     with pytest.raises(UserError, match="no such control file"):
-        read_control_file(tmp_path / "none.csv", POSE_CONTROL_NAMES, POSE_KIND, 1 / 15)
+        read_control_file(tmp_path / "none.csv", ControlSchema.identity(POSE_KIND), 1 / 15)
     ok = tmp_path / "ok.csv"
     ok.write_text("t,steering,throttle\n0,0.1,0.5\n")
-    out = read_control_file(ok, ["steering", "throttle"], ACTION_KIND, 1 / 15, frames=3)
+    out = read_control_file(ok, ACTION_SCHEMA, 1 / 15, frames=3)
     assert out.shape == (3, 2) and np.allclose(out[-1], [0.1, 0.5])  # the last row is held

@@ -4,14 +4,12 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from neuralworld.capture.format import CaptureWriter
 from neuralworld.cli import main
 from neuralworld.world import World
 from worldgen import moving_pattern
@@ -46,7 +44,7 @@ def test_train_writes_a_playable_world(tmp_path, captures):
                  *MICRO, *ADVERSARIAL) == 0
     meta = json.loads((out / "world.json").read_text())
     assert meta["format"] == "neuralworld-world" and meta["preset"] == "tiny"
-    assert meta["config"]["memory_frames"] == [2, 4] and meta["config"]["adversarial_weight"] == 0.1
+    assert meta["config"]["memory_frames"] == [2, 4] and meta["training"]["recipe"]["adversarial_weight"] == 0.1
     schema = meta["controls"]
     assert schema["kind"] == "actions" and schema["names"] == ["dy", "dx"]
     assert len(schema["mean"]) == 2 and all(s > 0 for s in schema["scale"])
@@ -73,8 +71,34 @@ def test_pose_captures_train_pose_worlds(tmp_path, captures):
     out = tmp_path / "world"
     assert train(captures["pose"], "-o", str(out), "--steps", "1", *MICRO) == 0
     world = World.load(out)
-    assert world.schema["kind"] == "pose6dof" and world.control_dim == 16
+    assert world.schema.kind == "pose6dof" and world.schema.dim == 16
     world.step(np.eye(4)[:3].reshape(12).tolist() + [0, 0, 0.05, 1])
+
+
+def test_training_preview_and_rollout_command_draw_the_same_frames(tmp_path, captures):
+    """One rollout engine, one noise source: the preview's free rollout (held-out start of
+    capture a, recorded controls, seed 0) is what `neuralworld rollout --seed 0` draws."""
+    import cv2
+
+    from neuralworld.capture.format import open_capture
+
+    out = tmp_path / "world"
+    assert train(captures["a"], "-o", str(out), "--steps", "2", "--checkpoint-every", "2", *MICRO) == 0
+    sheet = cv2.imread(str(out / "previews" / "step-0000002.png"))[:, :, ::-1]
+    generated = [sheet[3 * 34:3 * 34 + 32, j * 34:j * 34 + 32] for j in range(4)]  # row 4: 4 held-out steps
+    cap = open_capture(captures["a"])
+    start = float(cap.times[36] - cap.times[0])  # 40 frames, the last tenth held out: frame 36 on
+    frames = tmp_path / "frames"
+    assert main(["rollout", str(out), "--from", captures["a"], "--start", str(start), "--frames", "4",
+                 "--seed", "0", "-o", str(frames)]) == 0
+    drawn = [cv2.imread(str(frames / f"frame-{j:06d}.png"))[:, :, ::-1] for j in range(4)]
+    assert all(np.array_equal(a, b) for a, b in zip(generated, drawn))
+    assert any(not np.array_equal(a, np.asarray(cap.frames[36 + j])) for j, a in enumerate(drawn))  # generated
+    other = tmp_path / "other"
+    assert main(["rollout", str(out), "--from", captures["a"], "--start", str(start), "--frames", "4",
+                 "--seed", "1", "-o", str(other)]) == 0
+    assert any(not np.array_equal(cv2.imread(str(other / f"frame-{j:06d}.png"))[:, :, ::-1], drawn[j])
+               for j in range(4))  # another seed, other noise
 
 
 @pytest.mark.parametrize("inputs, message", [
@@ -164,12 +188,11 @@ def test_two_processes_with_gloo_end_with_identical_weights(tmp_path, captures):
 
 @pytest.mark.slow
 def test_short_training_beats_copying_the_last_frame(tmp_path):
-    from neuralworld.train import train_world
-    from neuralworld.model.config import get_preset
+    from neuralworld.train import TrainOptions, resolve_preset, train_world
 
     cap = moving_pattern(tmp_path / "cap", frames=200, seed=1)
-    config = get_preset("tiny").with_size(32, 32).with_overrides(
-        ["lr=1e-3", "memory_frames=[2,4]", "channels=[16,32]", "decoder_blocks=[1,1]", "encoder_blocks=[0,0]"])
-    summary = train_world([cap], tmp_path / "world", config, steps=150, batch=8, threads=1,
-                          checkpoint_every=150, progress=False)
+    preset = resolve_preset("tiny", ["lr=1e-3", "memory_frames=[2,4]", "channels=[16,32]", "decoder_blocks=[1,1]",
+                                     "encoder_blocks=[0,0]"], size=(32, 32), batch=8)
+    summary = train_world([cap], tmp_path / "world", preset,
+                          TrainOptions(steps=150, threads=1, checkpoint_every=150, progress=False))
     assert summary["val_psnr"] > summary["val_copy_psnr"] + 0.5

@@ -1,28 +1,28 @@
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from neuralworld.controls import ACTION_KIND
+from neuralworld.controls import ACTION_KIND, ControlSchema
 from neuralworld.errors import UserError
-from neuralworld.model.config import WorldConfig
+from neuralworld.model.config import NetConfig
 from neuralworld.model.memory import memory_from_frames, push
 from neuralworld.model.network import WorldNet
 from neuralworld.world import World, frames_to_tensor
 
-MICRO = WorldConfig(height=32, width=32, memory_frames=(2, 4), channels=(8, 16), encoder_blocks=(0, 0),
+MICRO = NetConfig(height=32, width=32, memory_frames=(2, 4), channels=(8, 16), encoder_blocks=(0, 0),
                     decoder_blocks=(1, 1), control_embed=16)
-SCHEMA = {"kind": ACTION_KIND, "names": ["steering", "throttle"], "ranges": [[-1, 1], [0, 1]],
-          "mean": [0.1, 0.5], "scale": [0.3, 0.2]}
+SCHEMA = ControlSchema(ACTION_KIND, ("steering", "throttle"), ((-1.0, 1.0), (0.0, 1.0)), (0.1, 0.5), (0.3, 0.2))
 
 
 def make_world(rng) -> World:
     torch.manual_seed(0)
-    net = WorldNet(MICRO, 2, ACTION_KIND)
+    net = WorldNet(MICRO, SCHEMA)
     for p in net.parameters():
         torch.nn.init.normal_(p, std=0.1)
-    net.set_control_normalisation(SCHEMA["mean"], SCHEMA["scale"])
     start = rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
     return World(net, SCHEMA, start, preset="micro", summary={"steps": 0})
 
@@ -38,6 +38,7 @@ def test_save_load_round_trip_gives_the_same_frames(tmp_path, rng):
     loaded = World.load(tmp_path / "w")
     assert loaded.config == MICRO and loaded.schema == SCHEMA
     assert torch.equal(loaded.net.control_mean, torch.tensor([0.1, 0.5]))
+    assert meta["config"] == MICRO.to_json() and "lr" not in meta["config"]  # the network only
     a = [world.step([0.2, 0.7]) for _ in range(3)]
     b = [loaded.step([0.2, 0.7]) for _ in range(3)]
     assert all(x.shape == (32, 32, 3) and x.dtype == np.uint8 for x in a)
@@ -84,3 +85,26 @@ def test_load_refuses_unknown_versions_and_missing_files(tmp_path, rng):
         World.load(tmp_path / "w")
     with pytest.raises(UserError, match="world.json"):
         World.load(tmp_path / "nothing")
+
+
+OLD_WORLD = Path(__file__).parent / "data" / "world-v1-combined-config"  # written when world.json's "config"
+# held the network and the training recipe in one dict, with a critic that kept its own control normalisation
+
+
+def test_worlds_written_with_the_combined_config_still_load_and_play_the_same():
+    world = World.load(OLD_WORLD)
+    assert world.config.channels == (8, 8) and world.schema.names == ("dy", "dx")
+    frames = world.rollout(None, np.tile(np.float32([1.0, -1.0]), (3, 1)), seed=0)
+    assert np.array_equal(frames, np.load(OLD_WORLD / "expected_frames.npy"))  # drawn by the version that wrote it
+
+
+def test_their_checkpoints_resume(tmp_path):
+    from neuralworld.cli import main
+    from worldgen import moving_pattern
+
+    cap = moving_pattern(tmp_path / "cap", frames=30, size=16, seed=0)  # the capture it was trained on
+    out = shutil.copytree(OLD_WORLD, tmp_path / "world")
+    assert main(["train", str(cap), "-o", str(out), "--resume", "--steps", "3", "--threads", "1"]) == 0
+    meta = json.loads((out / "world.json").read_text())
+    assert meta["training"]["steps"] == 3 and meta["training"]["recipe"]["adversarial_weight"] == 0.1
+    assert meta["training"]["batch"] == 2 and "lr" not in meta["config"]

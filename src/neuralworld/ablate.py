@@ -13,7 +13,7 @@ Network", 2025), from the earlier recipe that turned the forest into "soup" to t
                            preset's when the base has none)
   6. + bigger network      channels x BIGGER_MULT
 
-Every rung is built from the base preset's WorldConfig by changing fields alone, trains on the
+Every rung is built from the base preset (network and recipe) by changing fields alone, trains on the
 same captures at equal compute (the same wall-clock minutes each, or with --steps the same
 optimizer steps and so the same samples each, since the batch is shared), and is measured by
 evaluate_world on the same held-out frames: by default the last --held-out fraction of each
@@ -36,33 +36,38 @@ from neuralworld.capture.format import CaptureWriter, open_capture
 from neuralworld.argtypes import size_type
 from neuralworld.errors import UserError
 from neuralworld.fileio import atomic_dir, atomic_write_bytes, atomic_write_json, check_new_output
-from neuralworld.model.config import PRESETS, WorldConfig, get_preset
+from neuralworld.model.config import PRESETS, Preset
 
 BIGGER_MULT = 2.0  # the last rung's channel multiplier
-FALLBACK_ADVERSARIAL = PRESETS["forest"].adversarial_weight  # rung 5's weight when the base preset has none
+FALLBACK_ADVERSARIAL = PRESETS["forest"].recipe.adversarial_weight  # rung 5's weight when the base preset has none
 
 
-def ladder(base: WorldConfig) -> list[tuple[str, str, WorldConfig]]:
-    """(short name, what changed, config) for each rung, built from `base` by changing fields."""
-    earlier = PRESETS["baseline2022"]
-    width = max(base.channels)  # the flat body as wide as the base's widest scale
+def ladder(base: Preset) -> list[tuple[str, str, Preset]]:
+    """(short name, what changed, preset) for each rung, built from `base` by changing fields."""
+    earlier = PRESETS["baseline2022"].net
+    net, recipe = base.net, base.recipe
+
+    def rung(name, change, net, recipe):
+        return name, change, Preset(f"{base.name}/{name}", net, recipe)
+
+    width = max(net.channels)  # the flat body as wide as the base's widest scale
     flat = dataclasses.replace(
-        base, memory_frames=earlier.memory_frames, control_mode=earlier.control_mode, network=earlier.network,
-        channels=(width,), encoder_blocks=(0,), decoder_blocks=(sum(base.decoder_blocks),),
-        adversarial_weight=0.0)
-    rungs = [("baseline2022", "earlier recipe: 2D controls, 1 frame of memory, flat 1/8 body, L1", flat)]
+        net, memory_frames=earlier.memory_frames, control_mode=earlier.control_mode, network=earlier.network,
+        channels=(width,), encoder_blocks=(0,), decoder_blocks=(sum(net.decoder_blocks),))
+    l1_only = dataclasses.replace(recipe, adversarial_weight=0.0)
+    rungs = [rung("baseline2022", "earlier recipe: 2D controls, 1 frame of memory, flat 1/8 body, L1", flat, l1_only)]
     six = dataclasses.replace(flat, control_mode="6dof")
-    rungs.append(("6dof", "+ 6DoF controls", six))
-    memory = dataclasses.replace(six, memory_frames=base.memory_frames)
-    rungs.append(("memory", f"+ {max(base.memory_frames)}-frame multi-scale memory "
-                            f"({'/'.join(map(str, base.memory_frames))})", memory))
-    unet = dataclasses.replace(memory, network="unet", channels=base.channels, encoder_blocks=base.encoder_blocks,
-                               decoder_blocks=base.decoder_blocks)
-    rungs.append(("unet", "+ multi-scale network", unet))
-    adv = dataclasses.replace(unet, adversarial_weight=base.adversarial_weight or FALLBACK_ADVERSARIAL)
-    rungs.append(("adversarial", f"+ adversarial loss (weight {adv.adversarial_weight:g})", adv))
-    big = dataclasses.replace(adv, channel_mult=base.channel_mult * BIGGER_MULT)
-    rungs.append(("bigger", f"+ bigger network (channels x{BIGGER_MULT:g})", big))
+    rungs.append(rung("6dof", "+ 6DoF controls", six, l1_only))
+    memory = dataclasses.replace(six, memory_frames=net.memory_frames)
+    rungs.append(rung("memory", f"+ {max(net.memory_frames)}-frame multi-scale memory "
+                                f"({'/'.join(map(str, net.memory_frames))})", memory, l1_only))
+    unet = dataclasses.replace(memory, network="unet", channels=net.channels, encoder_blocks=net.encoder_blocks,
+                               decoder_blocks=net.decoder_blocks)
+    rungs.append(rung("unet", "+ multi-scale network", unet, l1_only))
+    adv = dataclasses.replace(recipe, adversarial_weight=recipe.adversarial_weight or FALLBACK_ADVERSARIAL)
+    rungs.append(rung("adversarial", f"+ adversarial loss (weight {adv.adversarial_weight:g})", unet, adv))
+    big = dataclasses.replace(unet, channel_mult=net.channel_mult * BIGGER_MULT)
+    rungs.append(rung("bigger", f"+ bigger network (channels x{BIGGER_MULT:g})", big, adv))
     return rungs
 
 
@@ -91,12 +96,12 @@ def write_held_out(capture_path, out: Path, fraction: float, window: int) -> Pat
     return out
 
 
-def run_ladder(captures, out: Path, base: WorldConfig, *, minutes: float | None = None, steps: int | None = None,
+def run_ladder(captures, out: Path, base: Preset, *, minutes: float | None = None, steps: int | None = None,
                held_out=None, held_out_fraction: float = 0.25, rungs: list[str] | None = None, seed: int = 0,
                eval_options: dict | None = None, force: bool = False, progress: bool = True) -> dict:
     """Train and evaluate every rung into the folder `out`; returns what ablation.json holds."""
     from neuralworld.evaluate import evaluate_world
-    from neuralworld.train import train_world
+    from neuralworld.train import TrainOptions, train_world
     from neuralworld.world import World
 
     if (minutes is None) == (steps is None):
@@ -108,10 +113,10 @@ def run_ladder(captures, out: Path, base: WorldConfig, *, minutes: float | None 
             raise UserError(f"--rungs {','.join(unknown)}: unknown (choose from "
                             f"{', '.join(name for name, _, _ in chosen)})")
         chosen = [r for r in chosen if r[0] in rungs]
-    window = max(cfg.layout.window for _, _, cfg in chosen)
+    window = max(p.net.layout.window for _, _, p in chosen)
     eval_options = dict(eval_options or {})
     compute = (f"equal wall-clock time: {minutes:g} min of training per rung" if minutes is not None else
-               f"equal samples: {steps} optimizer steps x batch {base.batch} per rung")
+               f"equal samples: {steps} optimizer steps x batch {base.recipe.batch} per rung")
 
     with atomic_dir(out, force) as tmp:
         if held_out:
@@ -123,17 +128,18 @@ def run_ladder(captures, out: Path, base: WorldConfig, *, minutes: float | None 
             eval_paths = [write_held_out(c, tmp / "held-out" / f"{i}-{Path(c).name}", held_out_fraction, window)
                           for i, c in enumerate(captures, 1)]
         result = {"format": "neuralworld-ablation", "version": 1, "compute": compute,
-                  "base": base.to_json(), "train_captures": [str(c) for c in captures],
+                  "base": {"preset": base.name, "net": base.net.to_json(), "recipe": base.recipe.to_json()}, "train_captures": [str(c) for c in captures],
                   "held_out": [str(p) if held_out else f"held-out/{p.name}" for p in eval_paths],
                   "held_out_rule": ("given captures" if held_out else
                                     f"the last {held_out_fraction:g} of each training capture, never trained on"),
                   "eval_memory_frames": window, "rungs": []}
         copy_last = None
-        for i, (name, change, cfg) in enumerate(chosen, 1):
+        for i, (name, change, rung_preset) in enumerate(chosen, 1):
             folder = f"rung-{i}-{name}"
             print(f"neuralworld ablate: rung {i}/{len(chosen)}: {change}", file=sys.stderr)
-            summary = train_world([str(c) for c in captures], tmp / folder, cfg, steps=steps, minutes=minutes,
-                                  seed=seed, val_fraction=val_fraction, progress=progress)
+            summary = train_world([str(c) for c in captures], tmp / folder, rung_preset,
+                                  TrainOptions(steps=steps, minutes=minutes, seed=seed, val_fraction=val_fraction,
+                                               progress=progress))
             world = World.load(tmp / folder)
             metrics = evaluate_world(world, [open_capture(p) for p in eval_paths], window=window, seed=seed,
                                      progress=progress, **eval_options)
@@ -141,7 +147,7 @@ def run_ladder(captures, out: Path, base: WorldConfig, *, minutes: float | None 
             result["rungs"].append({
                 "rung": i, "name": name, "change": change, "world": folder,
                 "parameters": int(sum(p.numel() for p in world.net.parameters())),
-                "config": cfg.to_json(),
+                "config": rung_preset.net.to_json(), "recipe": rung_preset.recipe.to_json(),
                 "training": {k: summary.get(k) for k in ("steps", "samples", "elapsed_s", "val_psnr", "val_copy_psnr")},
                 "metrics": {k: metrics[k] for k in ("one_step", "rollout", "detail_retention", "control_fidelity",
                                                     "speed")},
@@ -244,16 +250,13 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from neuralworld.argtypes import parse_horizons
     from neuralworld.report import markdown_table
+    from neuralworld.train import resolve_preset
 
     out = Path(args.output)
     check_new_output(out, args.force)
-    base = get_preset(args.preset)
-    if args.size:
-        base = base.with_size(*args.size[::-1])
-    if args.batch:
-        base = dataclasses.replace(base, batch=args.batch)
-    if base.height % 8 or base.width % 8:
-        raise UserError(f"{base.width}x{base.height}: the earlier recipe's flat body needs sizes divisible by 8 "
+    base = resolve_preset(args.preset, size=args.size[::-1] if args.size else None, batch=args.batch)
+    if base.net.height % 8 or base.net.width % 8:
+        raise UserError(f"{base.net.width}x{base.net.height}: the earlier recipe's flat body needs sizes divisible by 8 "
                         "(choose --size accordingly)")
     if not 0.0 < args.held_out_fraction < 1.0:
         raise UserError(f"--held-out-fraction {args.held_out_fraction}: must be between 0 and 1")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import os
 import subprocess
 import sys
@@ -137,7 +136,7 @@ def bench_browser(web_dir: Path, backend: str, seconds: float, threads: int = 1)
         server.server_close()
 
 
-def training_speed(config) -> dict:
+def training_speed(preset) -> dict:
     """Training samples/s from `measure_training_speed` of benchmarks/train_speed.py (a source checkout)."""
     script = Path(__file__).resolve().parents[2] / "benchmarks" / "train_speed.py"
     if not script.is_file():
@@ -146,42 +145,44 @@ def training_speed(config) -> dict:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     try:
-        return module.measure_training_speed(config, steps=2, warmup=1)  # a few steps are enough for a rate
+        return module.measure_training_speed(preset, steps=2, warmup=1)  # a few steps are enough for a rate
     except Exception as e:  # noqa: BLE001 -- one figure missing is no reason to lose the rest
         return {"skipped": f"measure_training_speed failed: {type(e).__name__}: {e}"}
 
 
 def load_target(world: Path | None, preset: str | None):
-    """(name, net, schema, start frames) for a world folder or a preset with random weights."""
-    from neuralworld.controls import POSE_CONTROL_NAMES, POSE_KIND
-    from neuralworld.model.config import get_preset
+    """(name, net, schema, start frames, Preset) for a world folder or a preset with random weights."""
+    from neuralworld.controls import ControlSchema
+    from neuralworld.model.config import PRESETS, Preset, TrainRecipe, get_preset
     from neuralworld.model.network import WorldNet
 
     if world is not None:
         from neuralworld.world import World
 
         w = World.load(world)
-        return str(world), w.net, w.schema, w.start_frames
-    config = get_preset(preset)
+        recipe = w.summary.get("recipe")
+        recipe = (TrainRecipe.from_json(recipe) if isinstance(recipe, dict) else
+                  PRESETS[w.preset].recipe if w.preset in PRESETS else TrainRecipe())
+        return str(world), w.net, w.schema, w.start_frames, Preset(w.preset or "world", w.config, recipe)
+    config = get_preset(preset).net
+    schema = ControlSchema.identity()
     torch.manual_seed(0)
-    net = WorldNet(config, 16, POSE_KIND).eval()
+    net = WorldNet(config, schema).eval()
     with torch.no_grad():  # random everywhere (a fresh residual net starts as an exact copy of its input)
         for p in net.parameters():
             p.normal_(0.0, 0.02)
-    schema = {"kind": POSE_KIND, "names": list(POSE_CONTROL_NAMES), "mean": [0.0] * 16, "scale": [1.0] * 16,
-              "ranges": [[-1.0, 1.0]] * 16}
     start = np.random.default_rng(0).integers(0, 256, (4, config.height, config.width, 3), dtype=np.uint8)
-    return f"preset {preset}", net, schema, start
+    return f"preset {preset}", net, schema, start, get_preset(preset)
 
 
-def bench_one(name, net, schema, start, *, seconds: float, threads: int, runtimes: list[str], peaks: dict,
+def bench_one(name, net, schema, start, preset, *, seconds: float, threads: int, runtimes: list[str], peaks: dict,
               train: bool, browser_threads: int = 1) -> dict:
     from neuralworld import export
 
     config = net.config
     layout, h, w = config.layout, config.height, config.width
     levels = len(layout.frames)
-    inputs = export.parity_inputs(layout, h, w, len(schema["names"]), seed=0, schema=schema)
+    inputs = export.parity_inputs(layout, h, w, schema, seed=0)
     flops = count_flops(net, inputs, levels)
     row = {"target": name, "height": h, "width": w, "params": sum(p.numel() for p in net.parameters()),
            "gflops_per_frame": flops / 1e9, "runtimes": {}}
@@ -198,7 +199,7 @@ def bench_one(name, net, schema, start, *, seconds: float, threads: int, runtime
     if "torch" in runtimes:
         record("torch", bench_torch(net, inputs, levels, threads, seconds), threads)
     if "onnxruntime" in runtimes:
-        model_bytes, _ = export.export_onnx(net, layout, h, w, len(schema["names"]))
+        model_bytes, _ = export.export_onnx(net, layout, h, w, schema)
         record("onnxruntime", bench_onnxruntime(model_bytes, inputs, threads, seconds), threads)
     browser_runtimes = [r for r in ("wasm", "webgpu") if r in runtimes]
     if browser_runtimes:
@@ -208,7 +209,7 @@ def bench_one(name, net, schema, start, *, seconds: float, threads: int, runtime
             for runtime in browser_runtimes:
                 record(f"chromium-{runtime}", bench_browser(web, runtime, seconds, browser_threads), browser_threads)
     if train:
-        row["training"] = training_speed(config)
+        row["training"] = training_speed(preset)
         t = row["training"]
         print(f"  {'training':<16} " + (f"{t['samples_per_s']:.1f} samples/s" if "samples_per_s" in t
                                        else f"skipped: {t.get('skipped', t)}"), flush=True)
@@ -274,8 +275,7 @@ def run(args) -> int:
     peaks = {t: machine_peak_gflops(t) for t in peak_threads}
     rows = []
     for world, preset in targets:
-        name, net, schema, start = load_target(world, preset)
-        rows.append(bench_one(name, net, schema, start, seconds=args.seconds, threads=args.threads,
+        rows.append(bench_one(*load_target(world, preset), seconds=args.seconds, threads=args.threads,
                               runtimes=runtimes, peaks=peaks, train=not args.no_train,
                               browser_threads=args.browser_threads))
     print_table(rows, peaks)

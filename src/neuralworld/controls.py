@@ -10,13 +10,17 @@ takes frame i-1 to frame i):
 Row 0 has no previous frame: identity motion, its own roll/pitch, dt 0, valid 0.
 
 Action worlds (a car's steering and throttle, a game's keys) use their own named values as
-recorded; the world's control schema holds their names and ranges.
+recorded. A world's ControlSchema says which kind it takes, their names, the ranges seen in
+training and the normalisation the network applies.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from neuralworld.errors import UserError
 from neuralworld.geometry import camera_rotation, make_pose, relative_poses, roll_pitch
 
 POSE_CONTROL_NAMES = [
@@ -27,6 +31,71 @@ POSE_CONTROL_NAMES = [
 ]
 POSE_KIND = "pose6dof"
 ACTION_KIND = "actions"
+# In "2d" control mode a pose world's network sees only these two entries of the 16-number
+# vector: tz (forward motion, metres) and r02 (sine of the yaw change about the camera's y axis).
+POSE_2D_INDEX = (11, 2)
+
+
+@dataclass(frozen=True)
+class ControlSchema:
+    """What a world is driven by; world.json's "controls" holds it as JSON (to_json / from_json)."""
+    kind: str  # POSE_KIND or ACTION_KIND
+    names: tuple[str, ...]  # one per entry of the control vector
+    ranges: tuple[tuple[float, float], ...]  # (min, max) of each entry over the training captures
+    mean: tuple[float, ...]  # the network normalises entry i as (value - mean[i]) / scale[i]
+    scale: tuple[float, ...]
+
+    def __post_init__(self):
+        n = len(self.names)
+        if self.kind not in (POSE_KIND, ACTION_KIND) or not n:
+            raise UserError(f"controls: kind {self.kind!r} with {n} names (expected {POSE_KIND} or {ACTION_KIND})")
+        if not (len(self.ranges) == len(self.mean) == len(self.scale) == n):
+            raise UserError(f"controls: {n} names but {len(self.ranges)} ranges, {len(self.mean)} means, "
+                            f"{len(self.scale)} scales")
+        values = np.array([*np.ravel(self.ranges), *self.mean, *self.scale], np.float64)
+        if not np.isfinite(values).all() or min(self.scale) <= 0:
+            raise UserError("controls: ranges, means and scales must be finite numbers, scales above 0")
+
+    @property
+    def dim(self) -> int:
+        return len(self.names)
+
+    def network_index(self, control_mode: str) -> list[int]:
+        """The entries a network of `control_mode` sees ("2d" pose worlds: forward motion and yaw)."""
+        return list(POSE_2D_INDEX) if control_mode == "2d" and self.kind == POSE_KIND else list(range(self.dim))
+
+    def clip(self, controls: np.ndarray) -> np.ndarray:
+        """(..., C) controls with every entry kept within the range seen in training."""
+        lo, hi = np.array(self.ranges, np.float32).T
+        return np.clip(np.asarray(controls, np.float32), lo, hi)
+
+    @classmethod
+    def fit(cls, kind: str, names, values: np.ndarray) -> "ControlSchema":
+        """The schema of (N, C) training controls: their ranges, mean and standard deviation
+        (1 for constant entries such as the valid flag, which then pass unscaled)."""
+        values = np.asarray(values)
+        std = values.std(axis=0)
+        return cls(kind, tuple(names), tuple(zip(values.min(0).tolist(), values.max(0).tolist())),
+                   tuple(values.mean(0).tolist()), tuple(np.where(std > 1e-6, std, 1.0).tolist()))
+
+    @classmethod
+    def identity(cls, kind: str = POSE_KIND, names=None) -> "ControlSchema":
+        """No normalisation (mean 0, scale 1) and ranges -1..1: for networks with random weights
+        (speed figures, tests)."""
+        names = tuple(names or (POSE_CONTROL_NAMES if kind == POSE_KIND else ("steering", "throttle")))
+        return cls(kind, names, ((-1.0, 1.0),) * len(names), (0.0,) * len(names), (1.0,) * len(names))
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "names": list(self.names), "ranges": [list(r) for r in self.ranges],
+                "mean": list(self.mean), "scale": list(self.scale)}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "ControlSchema":
+        try:
+            return cls(d["kind"], tuple(d["names"]), tuple((float(lo), float(hi)) for lo, hi in d["ranges"]),
+                       tuple(float(v) for v in d["mean"]), tuple(float(v) for v in d["scale"]))
+        except (KeyError, TypeError, ValueError) as e:
+            raise UserError(f"controls: not a control schema ({type(e).__name__}: {e})") from None
 
 
 def pose_controls(poses: np.ndarray, times: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:

@@ -21,8 +21,10 @@ import numpy as np
 import torch
 
 from neuralworld.capture.format import open_capture
+from neuralworld.controls import ControlSchema
+from neuralworld.engine import draw_noise
 from neuralworld.errors import UserError
-from neuralworld.model.config import WorldConfig
+from neuralworld.model.config import NetConfig, TrainRecipe
 from neuralworld.model.memory import memory_from_frames
 from neuralworld.world import frames_to_tensor, resize_frames
 
@@ -33,13 +35,13 @@ class TrainingData:
     controls: torch.Tensor  # (N, C) float32 raw control vectors, row i leads to frame i
     train_starts: torch.Tensor  # (M,) int64: first frame of each training window
     val_targets: torch.Tensor  # (V,) int64: held-out frames to predict (their memory lies before them)
-    schema: dict  # control kind, names, ranges, mean, scale
+    schema: ControlSchema  # control kind, names, ranges, normalisation (from the training frames)
     summary: dict  # what the world was trained on
     rollout_start: int  # a held-out frame with held-out frames after it, to start preview rollouts
     rollout_length: int  # how many held-out frames follow it in its capture (at most 8)
 
 
-def load_captures(paths, config: WorldConfig, unroll: int, val_fraction: float = 0.1,
+def load_captures(paths, config: NetConfig, unroll: int, val_fraction: float = 0.1,
                   device="cpu") -> TrainingData:
     """Open captures, check they belong together, resize frames to the config's size, split by time."""
     caps = [open_capture(p) for p in paths]
@@ -81,16 +83,7 @@ def load_captures(paths, config: WorldConfig, unroll: int, val_fraction: float =
     train_rows = np.concatenate(train_rows)
     if not np.isfinite(all_controls).all():
         raise UserError(f"{first.path}: controls contain NaN or infinite values")
-    mean = all_controls[train_rows].mean(axis=0)
-    std = all_controls[train_rows].std(axis=0)
-    scale = np.where(std > 1e-6, std, 1.0)  # constant controls (e.g. the valid flag) pass unscaled
-    schema = {
-        "kind": first.control_kind,
-        "names": first.control_names,
-        "ranges": [[float(lo), float(hi)] for lo, hi in zip(all_controls.min(0), all_controls.max(0))],
-        "mean": [float(v) for v in mean],
-        "scale": [float(v) for v in scale],
-    }
+    schema = ControlSchema.fit(first.control_kind, first.control_names, all_controls[train_rows])
     summary = {"captures": described, "source_size": [first.width, first.height],
                "train_windows": int(sum(len(s) for s in train_starts)),
                "val_frames": int(sum(len(v) for v in val_targets))}
@@ -117,9 +110,11 @@ def step_generator(seed: int, step: int, rank: int = 0, device="cpu") -> torch.G
     return torch.Generator(device=device).manual_seed(int(mixed) & (2 ** 63 - 1))
 
 
-def sample_batch(data: TrainingData, config: WorldConfig, batch: int, unroll: int, g: torch.Generator,
+def sample_batch(data: TrainingData, config: NetConfig, recipe: TrainRecipe, g: torch.Generator,
                  device="cpu") -> Batch:
-    """Random training windows, augmented, with the memory corruptions applied."""
+    """recipe.batch random training windows of recipe.unroll targets, augmented, with the memory
+    corruptions applied."""
+    batch, unroll = recipe.batch, recipe.unroll
     layout = config.layout
     window = layout.window
     pick = torch.randint(len(data.train_starts), (batch,), generator=g, device=g.device).cpu()
@@ -127,32 +122,32 @@ def sample_batch(data: TrainingData, config: WorldConfig, batch: int, unroll: in
     index = index.to(data.frames.device)
     frames = frames_to_tensor(data.frames[index]).to(device)  # (B, T, 3, H, W)
     controls = data.controls[index].to(device)  # (B, T, C)
-    if config.brightness_jitter > 0:  # one gain per window: appearance changes, motion does not
-        gain = 1 + (2 * torch.rand(batch, generator=g, device=device) - 1) * config.brightness_jitter
+    if recipe.brightness_jitter > 0:  # one gain per window: appearance changes, motion does not
+        gain = 1 + (2 * torch.rand(batch, generator=g, device=device) - 1) * recipe.brightness_jitter
         frames = (frames * gain[:, None, None, None, None]).clamp(0, 1)
-    context = corrupt_memory_frames(frames[:, :window], config, g)
+    context = corrupt_memory_frames(frames[:, :window], recipe, g)
     sizes = layout.sizes(config.height, config.width)
-    noise = [[torch.rand(batch, 1, h, w, generator=g, device=device) for h, w in sizes] for _ in range(unroll)]
+    noise = [draw_noise(g, sizes, batch, device) for _ in range(unroll)]
     return Batch(memory_from_frames(context, layout), frames[:, window:], controls[:, window:], noise)
 
 
-def corrupt_memory_frames(frames: torch.Tensor, config: WorldConfig, g: torch.Generator) -> torch.Tensor:
+def corrupt_memory_frames(frames: torch.Tensor, recipe: TrainRecipe, g: torch.Generator) -> torch.Tensor:
     """(B, T, 3, H, W) -> the same with frames replaced by static or black, plus Gaussian noise."""
     b, t = frames.shape[:2]
     u = torch.rand(b, t, generator=g, device=frames.device)
-    static = u < config.memory_static
-    black = (u >= config.memory_static) & (u < config.memory_static + config.memory_black)
+    static = u < recipe.memory_static
+    black = (u >= recipe.memory_static) & (u < recipe.memory_static + recipe.memory_black)
     frames = frames.clone()
     if static.any():
         frames[static] = torch.rand(int(static.sum()), *frames.shape[2:], generator=g, device=frames.device)
     frames[black] = 0.0
-    if config.memory_noise > 0:
-        sigma = torch.rand(b, generator=g, device=frames.device) * config.memory_noise
+    if recipe.memory_noise > 0:
+        sigma = torch.rand(b, generator=g, device=frames.device) * recipe.memory_noise
         frames = frames + torch.randn(frames.shape, generator=g, device=frames.device) * sigma[:, None, None, None, None]
     return frames  # memory_from_frames clamps and rounds to 8 bits
 
 
-def validation_set(data: TrainingData, config: WorldConfig, count: int = 32):
+def validation_set(data: TrainingData, config: NetConfig, count: int = 32):
     """Up to `count` held-out targets, evenly spread, on the CPU: (memory, controls (V, C),
     targets (V, 3, H, W), last memory frames (V, 3, H, W) for the copy-the-last-frame baseline)."""
     window = config.layout.window

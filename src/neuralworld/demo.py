@@ -40,7 +40,7 @@ def run(args) -> int:
     from neuralworld.capture.synth import synthesize
     from neuralworld.export import export_world
     from neuralworld.play import serve
-    from neuralworld.train import CHECKPOINT, train_world
+    from neuralworld.train import CHECKPOINT, TrainOptions, resolve_preset, train_world
 
     out: Path = args.output
     if out.exists() and not (out / "demo.txt").is_file() and any(out.iterdir()):
@@ -60,8 +60,8 @@ def run(args) -> int:
     print(f"[2/4] train: preset tiny at {WORLD_SIZE[0]}x{WORLD_SIZE[1]} for {args.minutes:g} minutes -> {world}",
           flush=True)
     resume = (world / CHECKPOINT).is_file()
-    summary = train_world([capture], world, "tiny", minutes=args.minutes, resume=resume,
-                          device=args.device, size=(WORLD_SIZE[1], WORLD_SIZE[0]), checkpoint_minutes=1.0)
+    summary = train_world([capture], world, resolve_preset("tiny", size=(WORLD_SIZE[1], WORLD_SIZE[0])),
+                          TrainOptions(minutes=args.minutes, resume=resume, device=args.device, checkpoint_minutes=1.0))
 
     print(f"[3/4] export: ONNX + web player -> {world / 'web'}", flush=True)
     web = export_world(world, world / "web")

@@ -1,7 +1,7 @@
 """`neuralworld export`: a world as ONNX plus everything the browser player needs.
 
 The network goes out through PyTorch's dynamo exporter (torch.export -> ONNX, opset 18)
-with fixed shapes, batch 1, and the names of the Contracts: inputs `controls` (1, C),
+with fixed shapes, batch 1, and the input and output names the player uses: inputs `controls` (1, C),
 `memory_0`..`memory_{L-1}`, `noise_0`..`noise_{L-1}`, output `frame` (1, 3, H, W).
 Before anything is written, onnxruntime runs the model on fixed inputs and its frame is
 compared with PyTorch's; a difference over PARITY_TOLERANCE stops the export.
@@ -33,9 +33,12 @@ import torch
 from torch import nn
 
 from neuralworld import __version__
+from neuralworld.controls import ControlSchema
+from neuralworld.engine import draw_noise
 from neuralworld.errors import UserError
 from neuralworld.fileio import atomic_dir
 from neuralworld.model.memory import MemoryLayout, memory_from_frames, quantize8
+from neuralworld.player import RULES
 from neuralworld.world import World, frames_to_tensor
 
 WEB_FORMAT = "neuralworld-web"
@@ -66,29 +69,28 @@ class _FlatInputs(nn.Module):
         return self.net(controls, list(tensors[:self.levels]), list(tensors[self.levels:]))
 
 
-def parity_inputs(layout: MemoryLayout, height: int, width: int, control_dim: int, seed: int,
-                  schema: dict | None = None, start_frames: np.ndarray | None = None) -> list[torch.Tensor]:
+def parity_inputs(layout: MemoryLayout, height: int, width: int, schema: ControlSchema, seed: int,
+                  start_frames: np.ndarray | None = None) -> list[torch.Tensor]:
     """Fixed inputs in export order: controls (1, C) around the schema's mean and scale, memory of
     8-bit values (from the start frames when given, else random), noise U(0, 1)."""
     g = torch.Generator().manual_seed(seed)
-    mean = torch.tensor((schema or {}).get("mean") or [0.0] * control_dim, dtype=torch.float32)
-    scale = torch.tensor((schema or {}).get("scale") or [1.0] * control_dim, dtype=torch.float32)
-    controls = (mean + scale * torch.randn(control_dim, generator=g))[None]  # (1, C)
+    mean = torch.tensor(schema.mean, dtype=torch.float32)
+    scale = torch.tensor(schema.scale, dtype=torch.float32)
+    controls = (mean + scale * torch.randn(schema.dim, generator=g))[None]  # (1, C)
     sizes = layout.sizes(height, width)
     if start_frames is not None:
         memory = memory_from_frames(frames_to_tensor(start_frames[None]), layout)
     else:
         memory = [quantize8(torch.rand(1, 3 * n, h, w, generator=g)) for n, (h, w) in zip(layout.frames, sizes)]
-    noise = [torch.rand(1, 1, h, w, generator=g) for h, w in sizes]
-    return [controls, *memory, *noise]
+    return [controls, *memory, *draw_noise(g, sizes)]
 
 
-def export_onnx(net: nn.Module, layout: MemoryLayout, height: int, width: int, control_dim: int) -> tuple[bytes, str]:
-    """The network as ONNX bytes with the Contracts' names and fixed batch-1 shapes, and the
+def export_onnx(net: nn.Module, layout: MemoryLayout, height: int, width: int, schema: ControlSchema) -> tuple[bytes, str]:
+    """The network as ONNX bytes with the player's input names and fixed batch-1 shapes, and the
     exporter that made it ("dynamo", or "torchscript" when dynamo failed, which is printed)."""
     levels = len(layout.frames)
     flat = _FlatInputs(net, levels).eval()
-    args = tuple(parity_inputs(layout, height, width, control_dim, seed=0))
+    args = tuple(parity_inputs(layout, height, width, schema, seed=0))
     names = dict(input_names=input_names(levels), output_names=["frame"])
     quiet = logging.getLogger("torch.onnx")  # it warns about torchvision ops this network never uses
     level = quiet.level
@@ -204,7 +206,7 @@ def _is_previous_export(path: Path) -> bool:
 
 
 def export_network(net: nn.Module, out_dir: Path, *, layout: MemoryLayout, height: int, width: int,
-                   schema: dict, start_frames: np.ndarray, fp16: bool = False, force: bool = False,
+                   schema: ControlSchema, start_frames: np.ndarray, fp16: bool = False, force: bool = False,
                    meta: dict | None = None) -> Path:
     """Export any network with the WorldNet signature and write the web folder `out_dir`.
 
@@ -212,14 +214,13 @@ def export_network(net: nn.Module, out_dir: Path, *, layout: MemoryLayout, heigh
     out_dir = Path(out_dir)
     net = net.eval()
     ort_files = runtime_files()
-    control_dim = len(schema["names"])
     start_frames = np.ascontiguousarray(start_frames, dtype=np.uint8)
     if start_frames.ndim != 4 or start_frames.shape[1:] != (height, width, 3):
         raise UserError(f"start frames: expected (K, {height}, {width}, 3) uint8, got {start_frames.shape}")
 
-    model_bytes, exporter = export_onnx(net, layout, height, width, control_dim)
-    checks = [parity_inputs(layout, height, width, control_dim, seed, schema) for seed in (1, 2)]
-    checks.append(parity_inputs(layout, height, width, control_dim, 3, schema, start_frames))
+    model_bytes, exporter = export_onnx(net, layout, height, width, schema)
+    checks = [parity_inputs(layout, height, width, schema, seed) for seed in (1, 2)]
+    checks.append(parity_inputs(layout, height, width, schema, 3, start_frames))
     error = check_parity(net, model_bytes, checks, PARITY_TOLERANCE, what=f"{out_dir} (float32)")
     if fp16:
         model_bytes = halve_weights(model_bytes)
@@ -232,7 +233,8 @@ def export_network(net: nn.Module, out_dir: Path, *, layout: MemoryLayout, heigh
         "height": height,
         "width": width,
         "memory": {**layout.to_json(), "sizes": [list(s) for s in layout.sizes(height, width)]},
-        "controls": {k: schema[k] for k in ("kind", "names", "ranges", "mean", "scale") if k in schema},
+        "controls": schema.to_json(),
+        "player_rules": RULES.to_json(),
         "model": "model.onnx",
         "inputs": input_names(len(layout.frames)),
         "fp16_weights": fp16,

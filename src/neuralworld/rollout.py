@@ -1,9 +1,12 @@
-"""`neuralworld rollout WORLD (--from CAPTURE | --controls FILE) -o OUT.mp4`: drive a world, keep the video.
+"""`neuralworld rollout WORLD (--from CAPTURE | --controls FILE) -o OUT.mp4|DIR`: drive a world, keep the video.
 
 With --from, the world starts from the capture's real frames before --start and follows the
 capture's recorded controls; --side-by-side puts the real frames (left) beside the generated
 ones (right). With --controls, it starts from the world's own start frames and follows a
-control file (format: neuralworld/controls_file.py, and `--help`).
+control file (format: neuralworld/controls_file.py, and `--help`). The frames go through
+World.rollout: the same world, start, controls and --seed give the same frames as in every
+other command (evaluation, training previews). OUT.mp4 is H.264; any other OUT is a folder of
+PNG frames with the exact pixels.
 """
 
 from __future__ import annotations
@@ -42,8 +45,9 @@ def add_arguments(p) -> None:
                         "(default: the capture's, else 15)")
     p.add_argument("--scale", type=int, default=1, help="enlarge each pixel to SCALE x SCALE in the video")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise the world draws each frame")
-    p.add_argument("-o", "--output", required=True, metavar="OUT.mp4", help="MP4 file to write")
-    p.add_argument("--force", action="store_true", help="replace OUT.mp4 if it exists")
+    p.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="MP4 file to write (OUT.mp4), or a folder of lossless PNG frames (any other name)")
+    p.add_argument("--force", action="store_true", help="replace OUT if it exists")
 
 
 def start_index(times: np.ndarray, start: float | None, window: int) -> int:
@@ -61,10 +65,12 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from neuralworld.capture.format import open_capture
-    from neuralworld.controls_file import read_control_file, world_time_step
-    from neuralworld.evaluate import Stepper, held_out, load_world
+    from neuralworld.controls_file import read_control_file
     from neuralworld.fileio import check_new_output
+    from neuralworld.heldout import held_out
+    from neuralworld.player import world_time_step
     from neuralworld.report import side_by_side, write_mp4
+    from neuralworld.world import World
 
     out = Path(args.output)
     check_new_output(out, args.force)
@@ -72,8 +78,7 @@ def run(args) -> int:
         raise UserError("--side-by-side: needs --from CAPTURE (the real frames to show beside)")
     if args.frames is not None and args.frames < 1:
         raise UserError(f"--frames {args.frames}: give 1 or more")
-    world = load_world(args.world)
-    stepper = Stepper(world, args.seed)
+    world = World.load(args.world)
 
     if args.capture:
         data = held_out(world, open_capture(args.capture))
@@ -88,15 +93,32 @@ def run(args) -> int:
         fps = args.fps or (data.capture.fps if data.capture.fps > 0 else 15.0)
     else:
         fps = args.fps or 15.0
-        controls = read_control_file(Path(args.controls), list(world.schema["names"]), world.schema["kind"],
-                                     world_time_step(1.0 / fps), args.frames)
+        controls = read_control_file(Path(args.controls), world.schema, world_time_step(1.0 / fps), args.frames)
         start, data, s = None, None, 0
 
-    frames = stepper.rollout(start, tqdm(controls, desc="rollout", unit="frame"))
+    frames = world.rollout(start, tqdm(controls, desc="rollout", unit="frame"), seed=args.seed)
     if args.side_by_side:
         real = data.frames(s, s + len(frames))
         frames = [side_by_side(r, g) for r, g in zip(real, frames)]
-    count = write_mp4(out, frames, fps, scale=max(1, args.scale))
-    print(f"wrote {out}: {count} frames of {frames[0].shape[1] * max(1, args.scale)}x"
-          f"{frames[0].shape[0] * max(1, args.scale)} at {fps:g} fps")
+    scale = max(1, args.scale)
+    if out.suffix.lower() == ".mp4":
+        count = write_mp4(out, frames, fps, scale=scale)
+    else:
+        count = write_png_frames(out, frames, scale, args.force)
+    print(f"wrote {out}: {count} frames of {frames[0].shape[1] * scale}x{frames[0].shape[0] * scale}"
+          + (f" at {fps:g} fps" if out.suffix.lower() == ".mp4" else " as PNG"))
     return 0
+
+
+def write_png_frames(folder: Path, frames, scale: int, force: bool) -> int:
+    """frame-000000.png, frame-000001.png, ... in `folder`, written atomically (lossless: the
+    exact pixels the world drew)."""
+    import cv2
+
+    from neuralworld.fileio import atomic_dir
+
+    with atomic_dir(folder, force) as tmp:
+        for i, frame in enumerate(frames):
+            frame = np.asarray(frame, np.uint8).repeat(scale, axis=0).repeat(scale, axis=1)
+            cv2.imwrite(str(tmp / f"frame-{i:06d}.png"), frame[:, :, ::-1])
+    return len(frames)

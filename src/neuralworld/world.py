@@ -1,13 +1,15 @@
-"""A world on disk and the one rollout engine: load/save, reset(), step(controls) -> frame.
+"""A world: its folder on disk, and play through the rollout engine: reset(), step(controls),
+rollout(start, controls, seed).
 
 After the environment interface of DIAMOND (Alonso et al., "Diffusion for World Modeling:
 Visual Details Matter in Atari", NeurIPS 2024): a rolling memory buffer that every generated
-frame is pushed into with model/memory.push, exactly as in training and in the browser.
+frame is pushed into, by engine.step, exactly as in training and in the browser.
 
 The world folder:
-  world.json           {"format": "neuralworld-world", "version": 1, "preset", "config" (WorldConfig),
-                        "controls": {"kind", "names", "ranges" [[min, max] per name], "mean", "scale"},
-                        "memory": {"frames", "factor"}, "height", "width", "training" (summary)}
+  world.json           {"format": "neuralworld-world", "version": 1, "preset", "config" (NetConfig),
+                        "controls" (ControlSchema: kind, names, ranges [[min, max] per name], mean, scale),
+                        "memory": {"frames", "factor"}, "height", "width",
+                        "training" (summary, with the TrainRecipe as "recipe")}
   weights.safetensors  the averaged (EMA) weights of WorldNet, buffers included; never a pickle
   start_frames.npy     (K, H, W, 3) uint8 real frames, oldest first, to start play from
 """
@@ -15,17 +17,21 @@ The world folder:
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
+from neuralworld import engine
+from neuralworld.controls import ControlSchema
 from neuralworld.errors import UserError
 from neuralworld.fileio import atomic_write_bytes, atomic_write_json, read_json
-from neuralworld.model.config import WorldConfig
-from neuralworld.model.memory import MemoryLayout, empty_memory, memory_from_frames, push
+from neuralworld.model.config import NetConfig
+from neuralworld.model.memory import MemoryLayout, empty_memory, memory_from_frames
 from neuralworld.model.network import WorldNet
 
 FORMAT = "neuralworld-world"
@@ -50,17 +56,22 @@ def frames_to_tensor(frames: np.ndarray, device=None) -> torch.Tensor:
 
 
 class World:
-    def __init__(self, net: WorldNet, schema: dict, start_frames: np.ndarray, preset: str | None = None,
+    """A network with its control schema and start frames, played one frame at a time.
+    `net` is a WorldNet, or any module with its signature and a `config` (NetConfig), such as
+    the copy-the-last-frame baseline (model/network.CopyLastNet)."""
+
+    def __init__(self, net, schema: ControlSchema, start_frames: np.ndarray, preset: str | None = None,
                  summary: dict | None = None, device="cpu"):
         self.device = torch.device(device)
         self.net = net.to(self.device).eval()
-        self.config: WorldConfig = net.config
+        self.config: NetConfig = net.config
         self.schema = schema
-        self.start_frames = np.asarray(start_frames, np.uint8)
+        self.start_frames = np.array(start_frames, np.uint8)  # a copy: captures are memory-mapped read-only
         self.preset = preset
         self.summary = summary or {}
         self.generator = torch.Generator().manual_seed(0)
         self.memory: list[torch.Tensor] = []
+        self.step_seconds, self.steps = 0.0, 0  # time spent in step(), for frames/s figures
         self.reset()
 
     @property
@@ -76,16 +87,18 @@ class World:
         return self.config.width
 
     @property
-    def control_dim(self) -> int:
-        return len(self.schema["names"])
+    def frames_per_s(self) -> float:
+        return self.steps / self.step_seconds if self.step_seconds > 0 else float("inf")
 
     # --- on disk ---
 
     @classmethod
     def load(cls, path, device="cpu") -> "World":
         path = Path(path)
-        meta = read_json(path / "world.json", "world.json (is this a world folder?)")
-        if meta.get("format") != FORMAT:
+        if not (path / "world.json").is_file():
+            raise UserError(f"{path}: no world here (world.json is missing; make one with `neuralworld train`)")
+        meta = read_json(path / "world.json", "world.json")
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise UserError(f"{path}: world.json is not a neuralworld world")
         if meta.get("version") != VERSION:
             raise UserError(f"{path}: world format version {meta.get('version')} is not supported "
@@ -93,14 +106,22 @@ class World:
         for name in ("weights.safetensors", "start_frames.npy"):
             if not (path / name).is_file():
                 raise UserError(f"{path}: {name} is missing (the world folder is incomplete)")
-        config = WorldConfig.from_json(meta["config"])
-        schema = meta["controls"]
-        net = WorldNet(config, len(schema["names"]), schema["kind"])
+        if not isinstance(meta.get("config"), dict) or not isinstance(meta.get("controls"), dict):
+            raise UserError(f"{path}: world.json has no network config or control schema (the world folder is "
+                            "damaged; train it again)")
+        try:
+            config = NetConfig.from_json(meta["config"])
+            schema = ControlSchema.from_json(meta["controls"])
+        except UserError as e:
+            raise UserError(f"{path}/world.json: {e} (the world folder is damaged; train it again)") from None
+        net = WorldNet(config, schema)
         try:
             net.load_state_dict(load_file(path / "weights.safetensors"))
             start = np.load(path / "start_frames.npy", allow_pickle=False)
-        except (RuntimeError, OSError, ValueError) as e:
-            raise UserError(f"{path}: cannot read the weights or start frames ({e})") from None
+        except (RuntimeError, OSError, ValueError, SafetensorError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise UserError(f"{path}: cannot read the weights or start frames ({first}; the world folder is "
+                            "damaged or from another network: train it again)") from None
         return cls(net, schema, start, meta.get("preset"), meta.get("training"), device)
 
     def to_json(self) -> dict:
@@ -108,7 +129,7 @@ class World:
             "format": FORMAT, "version": VERSION,
             "preset": self.preset,
             "config": self.config.to_json(),
-            "controls": self.schema,
+            "controls": self.schema.to_json(),
             "memory": self.layout.to_json(),
             "height": self.height, "width": self.width,
             "training": self.summary,
@@ -137,7 +158,7 @@ class World:
                 raise ValueError(f"start={start!r}: expected None, 'blank' or an array of frames")
             self.memory = empty_memory(self.layout, 1, self.height, self.width, device=self.device)
             return self.memory
-        frames = self.start_frames if start is None else np.asarray(start)
+        frames = self.start_frames if start is None else np.array(start)  # a copy: captures are read-only
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise ValueError(f"start frames: expected (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
         frames = resize_frames(frames, self.height, self.width)
@@ -146,21 +167,30 @@ class World:
 
     def draw_noise(self) -> list[torch.Tensor]:
         """One (1, 1, h_i, w_i) U(0, 1) map per memory level, from this world's generator."""
-        return [torch.rand(1, 1, h, w, generator=self.generator).to(self.device)
-                for h, w in self.layout.sizes(self.height, self.width)]
+        return engine.draw_noise(self.generator, self.layout.sizes(self.height, self.width), 1, self.device)
 
     @torch.inference_mode()
     def step(self, controls, noise=None) -> np.ndarray:
-        """One frame: controls (C,) raw -> (H, W, 3) uint8; the frame is pushed into memory."""
+        """One frame: controls (C,) raw -> (H, W, 3) uint8; the frame is pushed into memory.
+        noise: one (1, 1, h_i, w_i) array per memory level, or None to draw it from the generator."""
+        t0 = time.perf_counter()
         c = torch.as_tensor(np.asarray(controls, np.float32).reshape(1, -1), device=self.device)
-        if c.shape[1] != self.control_dim:
-            raise ValueError(f"controls: expected {self.control_dim} numbers ({', '.join(self.schema['names'])}), "
+        if c.shape[1] != self.schema.dim:
+            raise ValueError(f"controls: expected {self.schema.dim} numbers ({', '.join(self.schema.names)}), "
                              f"got {c.shape[1]}")
         if noise is None:
             noise = self.draw_noise()
         else:
             noise = [torch.as_tensor(np.asarray(n, np.float32), device=self.device) for n in noise]
-        frame = self.net(c, self.memory, noise)  # (1, 3, H, W)
-        self.memory = push(self.memory, frame, self.layout)
+        _, self.memory = engine.step(self.net, self.memory, c, noise, self.layout)
         newest = self.memory[0][0, -3:]  # the frame as memory holds it: 8-bit exact
-        return torch.round(newest * 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+        frame = torch.round(newest * 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+        self.step_seconds += time.perf_counter() - t0
+        self.steps += 1
+        return frame
+
+    def rollout(self, start, controls, seed: int = 0) -> np.ndarray:
+        """reset(start, seed), then one step per row of controls (K, C) -> (K, H, W, 3) uint8."""
+        self.reset(start, seed)
+        frames = [self.step(c) for c in controls]
+        return np.stack(frames) if frames else np.zeros((0, self.height, self.width, 3), np.uint8)

@@ -14,18 +14,17 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.utils.parametrizations import spectral_norm
 
-from neuralworld.model.config import WorldConfig
+from neuralworld.model.config import NetConfig
 
 
 class PatchCritic(nn.Module):
-    """(frame (B,3,H,W), context (B,3n,H,W), controls (B,C) raw) -> logits (B,1,H/8,W/8)."""
+    """(frame (B,3,H,W), context (B,3n,H,W), controls (B,C) normalised as the world's network
+    normalises them, WorldNet.normalise_controls) -> logits (B,1,H/8,W/8)."""
 
-    def __init__(self, config: WorldConfig, control_dim: int):
+    def __init__(self, config: NetConfig, control_dim: int, channels: int):
         super().__init__()
-        c = config.disc_channels
+        c = channels
         n = config.memory_frames[0]
-        self.register_buffer("control_mean", torch.zeros(control_dim))
-        self.register_buffer("control_scale", torch.ones(control_dim))
         self.convs = nn.ModuleList([
             spectral_norm(nn.Conv2d(3 + 3 * n, c, 4, stride=2, padding=1)),  # (B, c, H/2, W/2)
             spectral_norm(nn.Conv2d(c, 2 * c, 4, stride=2, padding=1)),  # (B, 2c, H/4, W/4)
@@ -38,6 +37,5 @@ class PatchCritic(nn.Module):
         x = torch.cat([frame, context], dim=1) * 2 - 1
         for conv in self.convs:
             x = F.leaky_relu(conv(x), 0.2)
-        c = (controls - self.control_mean) / self.control_scale
-        scale, shift = self.film(c)[:, :, None, None].chunk(2, dim=1)
+        scale, shift = self.film(controls)[:, :, None, None].chunk(2, dim=1)
         return self.head(x * (1 + scale) + shift)

@@ -11,8 +11,8 @@ The earlier recipe ("flat8": one frame of memory, a body working at a fixed 1/8 
 is the other body, for the ablation ladder.
 
 Only export-friendly ops: Conv2d, LeakyReLU, PixelShuffle, Linear, Pad, elementwise; fixed shapes.
-Input channel counts are padded to multiples of 16 (WebGPU software backends were seen to
-compute a 15-channel convolution wrongly; see DESIGN.md).
+Input channel counts are padded to multiples of 16 (Chromium's software WebGPU backend was seen
+to compute a 15-channel convolution wrongly, and a 16-channel one right).
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from neuralworld.controls import ACTION_KIND, POSE_KIND
-from neuralworld.model.config import WorldConfig
+from neuralworld.controls import ControlSchema
+from neuralworld.engine import draw_noise
+from neuralworld.model.config import NetConfig
 
 # Leaky, not plain ReLU: the network starts as copy-the-last-frame and L1 pulls its change
 # toward zero, which plain ReLUs reach by going negative everywhere before the output layer,
@@ -34,11 +35,6 @@ NEGATIVE_SLOPE = 0.2
 
 def act(x: torch.Tensor) -> torch.Tensor:
     return F.leaky_relu(x, NEGATIVE_SLOPE)
-
-
-# In "2d" control mode a pose world's network sees only these two entries of the 16-number
-# vector: tz (forward motion, metres) and r02 (sine of the yaw change about the camera's y axis).
-POSE_2D_INDEX = (11, 2)
 
 
 def pad_channels(x: torch.Tensor, multiple: int = 16) -> torch.Tensor:
@@ -79,7 +75,7 @@ class UNetBody(nn.Module):
     convolution + pixel shuffle (Shi et al., "Real-Time Single Image and Video Super-Resolution
     Using an Efficient Sub-Pixel CNN", CVPR 2016); skips are added, not concatenated."""
 
-    def __init__(self, config: WorldConfig, cond_dim: int):
+    def __init__(self, config: NetConfig, cond_dim: int):
         super().__init__()
         levels = len(config.memory_frames)
         ch = config.scaled_channels()[:levels]
@@ -118,7 +114,7 @@ class Flat8Body(nn.Module):
     """The earlier recipe's body: the newest memory level (full size) and its noise map go down
     8x in one strided convolution, a flat stack of blocks works at 1/8 size, pixel shuffle up."""
 
-    def __init__(self, config: WorldConfig, cond_dim: int):
+    def __init__(self, config: NetConfig, cond_dim: int):
         super().__init__()
         c = config.scaled_channels()[0]
         self.down = nn.Conv2d(padded(3 * config.memory_frames[0] + 1), c, 8, stride=8)
@@ -134,18 +130,15 @@ class Flat8Body(nn.Module):
 
 class WorldNet(nn.Module):
     """forward(controls (B, C) raw, memory [L x (B, 3 n_i, h_i, w_i)], noise [L x (B, 1, h_i, w_i)])
-    -> (B, 3, H, W) in [0, 1]. Controls are normalised inside, from the buffers control_mean and
-    control_scale (set from the training captures), so every caller passes raw vectors."""
+    -> (B, 3, H, W) in [0, 1]. Controls are normalised inside, by the buffers control_mean and
+    control_scale (the schema's, saved with the weights), so every caller passes raw vectors."""
 
-    def __init__(self, config: WorldConfig, control_dim: int, control_kind: str = POSE_KIND):
+    def __init__(self, config: NetConfig, schema: ControlSchema):
         super().__init__()
         self.config = config
-        self.register_buffer("control_mean", torch.zeros(control_dim))
-        self.register_buffer("control_scale", torch.ones(control_dim))
-        if config.control_mode == "2d" and control_kind == POSE_KIND:
-            index = list(POSE_2D_INDEX)
-        else:
-            index = list(range(control_dim))
+        self.register_buffer("control_mean", torch.tensor(schema.mean, dtype=torch.float32))
+        self.register_buffer("control_scale", torch.tensor(schema.scale, dtype=torch.float32))
+        index = schema.network_index(config.control_mode)
         self.register_buffer("control_index", torch.tensor(index), persistent=False)
         e = config.control_embed
         self.control_mlp = nn.Sequential(nn.Linear(len(index), e), nn.LeakyReLU(NEGATIVE_SLOPE),
@@ -156,13 +149,12 @@ class WorldNet(nn.Module):
             nn.init.zeros_(last.weight)
             nn.init.zeros_(last.bias)
 
-    def set_control_normalisation(self, mean, scale) -> None:
-        self.control_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
-        self.control_scale.copy_(torch.as_tensor(scale, dtype=torch.float32))
+    def normalise_controls(self, controls: torch.Tensor) -> torch.Tensor:
+        """(B, C) raw -> (B, C) normalised by the schema's mean and scale."""
+        return (controls - self.control_mean) / self.control_scale
 
     def forward(self, controls: torch.Tensor, memory: list[torch.Tensor], noise: list[torch.Tensor]) -> torch.Tensor:
-        c = (controls - self.control_mean) / self.control_scale  # (B, C)
-        c = torch.index_select(c, 1, self.control_index)  # (B, C') the controls this recipe sees
+        c = torch.index_select(self.normalise_controls(controls), 1, self.control_index)  # (B, C') the controls this recipe sees
         cond = self.control_mlp(c)  # (B, E)
         out = self.body(memory, noise, cond)  # (B, 3, H, W)
         if not self.config.residual:
@@ -173,23 +165,22 @@ class WorldNet(nn.Module):
         return out.clamp(0.0, 1.0)
 
 
-def example_inputs(config: WorldConfig, control_dim: int, batch: int = 1, device=None):
+def example_inputs(config: NetConfig, control_dim: int, batch: int = 1, device=None):
     """Zero controls, random memory and noise of the right shapes (for stats, export and tests)."""
     sizes = config.layout.sizes(config.height, config.width)
     controls = torch.zeros(batch, control_dim, device=device)
     memory = [torch.rand(batch, 3 * n, h, w, device=device) for n, (h, w) in zip(config.memory_frames, sizes)]
-    noise = [torch.rand(batch, 1, h, w, device=device) for h, w in sizes]
-    return controls, memory, noise
+    return controls, memory, draw_noise(None, sizes, batch, device)
 
 
-def model_stats(config: WorldConfig, control_dim: int = 16, control_kind: str | None = None) -> dict:
+def model_stats(config: NetConfig, schema: ControlSchema | None = None) -> dict:
     """Parameters and FLOPs of one frame (batch 1), counted by torch.utils.flop_counter.
     FLOPs count a multiply-add as 2; elementwise ops are not counted (they are small)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    kind = control_kind or (POSE_KIND if control_dim == 16 else ACTION_KIND)
-    net = WorldNet(config, control_dim, kind).eval()
-    inputs = example_inputs(config, control_dim)
+    schema = schema or ControlSchema.identity()
+    net = WorldNet(config, schema).eval()
+    inputs = example_inputs(config, schema.dim)
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
         net(*inputs)
@@ -199,3 +190,16 @@ def model_stats(config: WorldConfig, control_dim: int = 16, control_kind: str | 
         "height": config.height, "width": config.width,
         "memory_frames": list(config.memory_frames),
     }
+
+
+class CopyLastNet(nn.Module):
+    """The copy-the-last-frame baseline as a network: its next frame is the newest frame in
+    memory, whatever the controls and noise. A World around it rolls out through the same
+    engine as a trained world, so baselines are measured by the same code."""
+
+    def __init__(self, config: NetConfig):
+        super().__init__()
+        self.config = config
+
+    def forward(self, controls: torch.Tensor, memory: list[torch.Tensor], noise: list[torch.Tensor]) -> torch.Tensor:
+        return memory[0][:, -3:]

@@ -1,18 +1,16 @@
 // Player input -> the control vector the world is driven by.
 //
 // Pose worlds: the reference demo's walker (Ollin Boer Bohan, "World Emulation via Neural
-// Network", 2025), the same rules as src/neuralworld/controls_file.py (player_step), tested
-// against it: walk 1.5 m/s, Shift runs at 3 m/s (running backwards x0.75), acceleration 20 m/s^2, turn rate 2.5 rad/s, pitch -1.5..+0.75 rad, roll 0,
-// Space jumps at 2.2 m/s under gravity 9.81 m/s^2. Each step gives the 16 numbers of
+// Network", 2025) with the rules of src/neuralworld/player.py (player_step), whose numbers
+// (speeds, turn rate, pitch limits, jump, gravity) the page reads from world.json's "player_rules",
+// written by `neuralworld export`, and tested against it. Each step gives the 16 numbers of
 // src/neuralworld/controls.py: the 3x4 rows of inv(T_prev) @ T_new (poses camera-to-world,
 // OpenCV camera axes x right / y down / z forward, world z up, geometry.camera_rotation),
 // the previous pose's roll and pitch, the time step, and valid = 1.
 // Action worlds: two axes (turn, forward) drive the world's named controls within their ranges.
-
-export const WALK = {
-  speed: 1.5, runSpeed: 3.0, backwards: 0.75, accel: 20.0, turnRate: 2.5,
-  pitchMin: -1.5, pitchMax: 0.75, jumpSpeed: 2.2, gravity: 9.81, mouseRadPerPixel: 0.0025,
-};
+//
+// One sign convention for every stick, as in player.py: forward + ahead, strafe + right,
+// turn + right, look + up.
 
 // ---------------------------------------------------------------- input devices
 
@@ -50,18 +48,17 @@ export class Input {
     };
   }
 
-  // One reading of every device: move (strafe right, forward), turn (+ left), pitch (+ up), in
-  // [-1, 1] rates; look (radians from the mouse); run, jump.
+  // One reading of every device: the sticks forward, strafe, turn, look in [-1, 1] (signs as
+  // above), mouse [dx, dy] (pixels moved under pointer lock, + right and + down), run, jump.
   read() {
     const pad = this.gamepad();
     const clamp = (v) => Math.max(-1, Math.min(1, v));
     const r = {
-      strafe: clamp(this.axis(['KeyA'], ['KeyD']) + this.sticks.walk[0] + (pad ? pad.walk[0] : 0)),
       forward: clamp(this.axis(['KeyS', 'ArrowDown'], ['KeyW', 'ArrowUp']) - this.sticks.walk[1] - (pad ? pad.walk[1] : 0)),
-      turn: clamp(this.axis(['KeyL', 'ArrowRight'], ['KeyJ', 'ArrowLeft']) - this.sticks.look[0] - (pad ? pad.look[0] : 0)),
-      pitch: clamp(this.axis(['KeyK'], ['KeyI']) - this.sticks.look[1] - (pad ? pad.look[1] : 0)),
-      lookYaw: -this.mouse[0] * WALK.mouseRadPerPixel,
-      lookPitch: -this.mouse[1] * WALK.mouseRadPerPixel,
+      strafe: clamp(this.axis(['KeyA'], ['KeyD']) + this.sticks.walk[0] + (pad ? pad.walk[0] : 0)),
+      turn: clamp(this.axis(['KeyJ', 'ArrowLeft'], ['KeyL', 'ArrowRight']) + this.sticks.look[0] + (pad ? pad.look[0] : 0)),
+      look: clamp(this.axis(['KeyK'], ['KeyI']) - this.sticks.look[1] - (pad ? pad.look[1] : 0)),
+      mouse: this.mouse,
       run: this.down('ShiftLeft', 'ShiftRight') || (pad ? pad.run : false),
       jump: this.down('Space') || this.touchJump || (pad ? pad.jump : false),
     };
@@ -124,7 +121,8 @@ export function poseControl(R0, p0, R1, p1, prevPitch, dt) {
 }
 
 export class Walker {
-  constructor() { this.reset(); }
+  // rules: world.json "player_rules" (player.PlayerRules as JSON)
+  constructor(rules) { this.rules = rules; this.reset(); }
 
   reset() {
     this.position = [0, 0, 0]; // metres, world z up; z = height of a jump above the ground
@@ -135,28 +133,29 @@ export class Walker {
 
   // Advance by dt seconds under input reading `r`; returns the 16-number control.
   step(r, dt) {
+    const W = this.rules, mouse = r.mouse || [0, 0];
     const R0 = cameraRotation(this.yaw, this.pitch), p0 = this.position.slice(), pitch0 = this.pitch;
-    this.yaw += r.turn * WALK.turnRate * dt + r.lookYaw;
-    this.pitch = Math.min(WALK.pitchMax, Math.max(WALK.pitchMin,
-      this.pitch + r.pitch * WALK.turnRate * dt + r.lookPitch));
-    // target walking velocity on the ground, in world axes (controls_file.player_step)
+    this.yaw -= r.turn * W.turn_rate * dt + mouse[0] * W.mouse_rad_per_pixel; // turning right lowers the heading
+    this.pitch = Math.min(W.pitch_max, Math.max(W.pitch_min,
+      this.pitch + r.look * W.turn_rate * dt - mouse[1] * W.mouse_rad_per_pixel));
+    // target walking velocity on the ground, in world axes (player.player_step)
     let fwd = r.forward, side = r.strafe;
     const n = Math.hypot(fwd, side);
     if (n > 1) { fwd /= n; side /= n; } // a diagonal is no faster than a straight line
-    const speed = r.run ? WALK.runSpeed : WALK.speed;
-    if (r.run && fwd < 0) fwd *= WALK.backwards;
+    const speed = r.run ? W.run_speed : W.walk_speed;
+    if (r.run && fwd < 0) fwd *= W.backward_run_factor;
     fwd *= speed;
     side *= speed;
     const cy = Math.cos(this.yaw), sy = Math.sin(this.yaw);
     const target = [cy * fwd + sy * side, sy * fwd - cy * side];
     let dvx = target[0] - this.velocity[0], dvy = target[1] - this.velocity[1];
-    const dv = Math.hypot(dvx, dvy), maxDv = WALK.accel * dt;
+    const dv = Math.hypot(dvx, dvy), maxDv = W.acceleration * dt;
     if (dv > maxDv) { dvx *= maxDv / dv; dvy *= maxDv / dv; }
     this.velocity[0] += dvx; this.velocity[1] += dvy;
     // jump and fall
     const grounded = this.position[2] <= 1e-9;
-    if (grounded && r.jump) this.velocity[2] = WALK.jumpSpeed;
-    else if (!grounded) this.velocity[2] -= WALK.gravity * dt;
+    if (grounded && r.jump) this.velocity[2] = W.jump_speed;
+    else if (!grounded) this.velocity[2] -= W.gravity * dt;
     for (let i = 0; i < 3; i++) this.position[i] += this.velocity[i] * dt;
     if (this.position[2] < 0) { this.position[2] = 0; this.velocity[2] = 0; } // landed
     return poseControl(R0, p0, cameraRotation(this.yaw, this.pitch), this.position, pitch0, dt);
@@ -196,7 +195,7 @@ export class ActionDriver {
 
   step(r, dt) {
     // axes ease toward the input at 4 units/s, as a hand on a wheel would
-    const want = [-(r.turn) + r.strafe, r.forward];
+    const want = [r.turn + r.strafe, r.forward];
     for (let k = 0; k < 2; k++) {
       const target = Math.max(-1, Math.min(1, want[k]));
       const d = target - this.axes[k], max = 4 * dt;
@@ -209,6 +208,6 @@ export class ActionDriver {
   }
 }
 
-export function makeDriver(schema) {
-  return schema.kind === 'actions' ? new ActionDriver(schema) : new Walker();
+export function makeDriver(schema, rules) {
+  return schema.kind === 'actions' ? new ActionDriver(schema) : new Walker(rules);
 }

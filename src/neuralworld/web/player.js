@@ -94,7 +94,7 @@ async function load() {
   ]);
   state.start = new Uint8Array(start);
   state.memory = new Memory(meta.memory, meta.height, meta.width);
-  state.driver = makeDriver(meta.controls);
+  state.driver = makeDriver(meta.controls, meta.player_rules);
   Object.assign(state, await createSession(new Uint8Array(model)));
   reset();
 }
@@ -124,9 +124,9 @@ function drawNoise() {
   });
 }
 
-// One step of the world: controls (Float32Array C), noise (one Float32Array per level) ->
-// the frame (Float32Array 3 x H x W), already pushed into memory and drawn.
-async function runStep(controls, noise) {
+// One step of the world, as engine.step in Python: controls (Float32Array C), noise (one
+// Float32Array per level) -> the frame (Float32Array 3 x H x W), pushed into memory and drawn.
+async function worldStep(controls, noise) {
   const { ort, meta, memory } = state;
   const t0 = performance.now();
   const feeds = { controls: new ort.Tensor('float32', Float32Array.from(controls), [1, controls.length]) };
@@ -172,7 +172,7 @@ async function advance(dt) {
     const controls = state.driver.step(state.input.read(), dt);
     state.lastDt = dt;
     state.worldTime += dt;
-    await runStep(controls, drawNoise());
+    await worldStep(controls, drawNoise());
   } catch (e) {
     state.paused = true;
     showError(`The world stopped: ${e.message || e}`);
@@ -326,7 +326,7 @@ window.nw = {
     state.inFlight = true;
     try {
       const c = controls || state.driver.step(state.input.read(), 1 / 15);
-      return toUint8HWC(await runStep(c, noise || drawNoise()));
+      return toUint8HWC(await worldStep(c, noise || drawNoise()));
     } finally {
       state.inFlight = false;
     }
@@ -338,11 +338,11 @@ window.nw = {
     try {
       const names = state.meta.controls.names, mean = state.meta.controls.mean || names.map(() => 0);
       const controls = Float32Array.from(mean);
-      for (let i = 0; i < warmup; i++) await runStep(controls, drawNoise());
+      for (let i = 0; i < warmup; i++) await worldStep(controls, drawNoise());
       let frames = 0, infer = 0, push = 0;
       const t0 = performance.now();
       while (performance.now() - t0 < seconds * 1000) {
-        await runStep(controls, drawNoise());
+        await worldStep(controls, drawNoise());
         infer += state.inferMs;
         push += state.pushMs;
         frames += 1;
