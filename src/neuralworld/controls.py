@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from neuralworld.errors import UserError
-from neuralworld.geometry import camera_rotation, make_pose, relative_poses, roll_pitch
+from neuralworld.geometry import camera_rotation, invert_pose, make_pose, relative_poses, roll_pitch
 
 POSE_CONTROL_NAMES = [
     "r00", "r01", "r02", "tx",
@@ -44,6 +44,7 @@ class ControlSchema:
     ranges: tuple[tuple[float, float], ...]  # (min, max) of each entry over the training captures
     mean: tuple[float, ...]  # the network normalises entry i as (value - mean[i]) / scale[i]
     scale: tuple[float, ...]
+    time_steps: tuple[float, ...] = ()  # seconds per step the world was trained on (empty: unknown)
 
     def __post_init__(self):
         n = len(self.names)
@@ -70,13 +71,14 @@ class ControlSchema:
         return np.clip(np.asarray(controls, np.float32), lo, hi)
 
     @classmethod
-    def fit(cls, kind: str, names, values: np.ndarray) -> "ControlSchema":
+    def fit(cls, kind: str, names, values: np.ndarray, time_steps=()) -> "ControlSchema":
         """The schema of (N, C) training controls: their ranges, mean and standard deviation
         (1 for constant entries such as the valid flag, which then pass unscaled)."""
         values = np.asarray(values)
         std = values.std(axis=0)
         return cls(kind, tuple(names), tuple(zip(values.min(0).tolist(), values.max(0).tolist())),
-                   tuple(values.mean(0).tolist()), tuple(np.where(std > 1e-6, std, 1.0).tolist()))
+                   tuple(values.mean(0).tolist()), tuple(np.where(std > 1e-6, std, 1.0).tolist()),
+                   tuple(float(t) for t in time_steps))
 
     @classmethod
     def identity(cls, kind: str = POSE_KIND, names=None) -> "ControlSchema":
@@ -87,13 +89,14 @@ class ControlSchema:
 
     def to_json(self) -> dict:
         return {"kind": self.kind, "names": list(self.names), "ranges": [list(r) for r in self.ranges],
-                "mean": list(self.mean), "scale": list(self.scale)}
+                "mean": list(self.mean), "scale": list(self.scale), "time_steps": list(self.time_steps)}
 
     @classmethod
     def from_json(cls, d: dict) -> "ControlSchema":
         try:
             return cls(d["kind"], tuple(d["names"]), tuple((float(lo), float(hi)) for lo, hi in d["ranges"]),
-                       tuple(float(v) for v in d["mean"]), tuple(float(v) for v in d["scale"]))
+                       tuple(float(v) for v in d["mean"]), tuple(float(v) for v in d["scale"]),
+                       tuple(float(v) for v in d.get("time_steps", ())))
         except (KeyError, TypeError, ValueError) as e:
             raise UserError(f"controls: not a control schema ({type(e).__name__}: {e})") from None
 
@@ -110,6 +113,22 @@ def pose_controls(poses: np.ndarray, times: np.ndarray, valid: np.ndarray | None
     out[:, 12:14] = np.concatenate([rp[:1], rp[:-1]])
     out[1:, 14] = np.diff(np.asarray(times, np.float64))
     out[1:, 15] = valid[1:] & valid[:-1]
+    return out.astype(np.float32)
+
+
+def pose_controls_between(poses: np.ndarray, times: np.ndarray, valid: np.ndarray, a: np.ndarray,
+                          b: np.ndarray) -> np.ndarray:
+    """The control vectors of the moves from frames `a` to frames `b` (index arrays of one shape),
+    not only from one frame to the next: what a world stepping over several frames at once is
+    given (training on every k-th frame). (..., 16) float32, the same numbers pose_controls gives
+    for b = a + 1."""
+    poses = np.asarray(poses, np.float64)
+    a, b = np.asarray(a), np.asarray(b)
+    out = np.zeros(a.shape + (16,), np.float64)
+    out[..., :12] = (invert_pose(poses[a]) @ poses[b])[..., :3, :4].reshape(*a.shape, 12)
+    out[..., 12:14] = roll_pitch(poses[a][..., :3, :3])
+    out[..., 14] = np.asarray(times, np.float64)[b] - np.asarray(times, np.float64)[a]
+    out[..., 15] = np.asarray(valid, bool)[a] & np.asarray(valid, bool)[b]
     return out.astype(np.float32)
 
 

@@ -1,10 +1,19 @@
 """Training windows from captures: the time split, sampling and the memory corruptions.
 
-A training window is memory.window + unroll consecutive frames of one capture: the first
-`window` frames build the memory pyramid, the next `unroll` are targets. The last
-`val_fraction` of each capture (by time) is held out: no training window reaches into it, and
-validation predicts only frames from it. Sampling is a pure function of (seed, step, rank), so
-a resumed run draws exactly the batches an uninterrupted one would have.
+A training window is memory.window + unroll frames of one capture: the first `window` frames
+build the memory pyramid, the next `unroll` are targets. The last `val_fraction` of each
+capture (by time) is held out: no training window reaches into it, and validation predicts
+only frames from it. Sampling is a pure function of (seed, step, rank), so a resumed run draws
+exactly the batches an uninterrupted one would have.
+
+Time steps. A pose world is asked for the time steps its player sends: whole multiples of the
+capture's frame interval up to the player's largest step (player.RULES.max_step, 1/15 s), so a
+60 frames/s capture gives 1/60, 2/60, 3/60 and 4/60 s, a 30 frames/s one 1/30 and 1/15 s. With
+recipe.frame_skip a window steps over 1..K frames between each of its frames (drawn per step,
+as the page's own frame times vary), with the control of each move computed between the two
+frames it joins (controls.pose_controls_between); the world's control schema lists the steps
+(time_steps), and the players step at those. Action captures (a car's steering and throttle)
+have no time step among their controls: they are trained on consecutive frames only.
 
 The memory corruptions are the reference's stability fixes (Ollin Boer Bohan, "World Emulation
 via Neural Network", 2025: memory frames replaced by random static or black 1% of the time
@@ -21,19 +30,43 @@ import numpy as np
 import torch
 
 from neuralworld.capture.format import open_capture
-from neuralworld.controls import ControlSchema
+from neuralworld.controls import POSE_KIND, ControlSchema, pose_controls_between
 from neuralworld.engine import draw_noise
 from neuralworld.errors import UserError
 from neuralworld.model.config import NetConfig, TrainRecipe
 from neuralworld.model.memory import memory_from_frames
+from neuralworld.player import RULES
 from neuralworld.world import frames_to_tensor, resize_frames
+
+
+@dataclass
+class PoseTrack:
+    """The poses of all pose captures one after another, to make the control of any move."""
+    poses: np.ndarray  # (N, 4, 4) camera-to-world
+    times: np.ndarray  # (N,) seconds
+    valid: np.ndarray  # (N,) bool
+
+    def controls(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """(...) frame indices a, b (b later) -> (..., 16) float32 controls of the moves a -> b."""
+        return torch.from_numpy(pose_controls_between(self.poses, self.times, self.valid, a.cpu().numpy(),
+                                                      b.cpu().numpy()))
+
+
+def frame_skips(kind: str, frame_interval: float, frame_skip: bool) -> tuple[int, ...]:
+    """The frame strides a world is trained on (see the module docstring)."""
+    if not frame_skip or kind != POSE_KIND:
+        return (1,)
+    return tuple(range(1, max(1, int(RULES.max_step / frame_interval + 1e-6)) + 1))
 
 
 @dataclass
 class TrainingData:
     frames: torch.Tensor  # (N, H, W, 3) uint8, all captures one after another
-    controls: torch.Tensor  # (N, C) float32 raw control vectors, row i leads to frame i
-    train_starts: torch.Tensor  # (M,) int64: first frame of each training window
+    controls: torch.Tensor  # (N, C) float32 raw control vectors, row i leads to frame i from frame i - 1
+    train_starts: torch.Tensor  # (M,) int64: first frame of each training window of consecutive frames
+    train_ends: torch.Tensor  # (M,) int64: the last training frame of that window's capture
+    skips: tuple[int, ...]  # frame strides trained on (1: consecutive frames)
+    track: PoseTrack | None  # pose captures: their poses, for the controls of strided moves
     val_targets: torch.Tensor  # (V,) int64: held-out frames to predict (their memory lies before them)
     schema: ControlSchema  # control kind, names, ranges, normalisation (from the training frames)
     summary: dict  # what the world was trained on
@@ -42,7 +75,7 @@ class TrainingData:
 
 
 def load_captures(paths, config: NetConfig, unroll: int, val_fraction: float = 0.1,
-                  device="cpu") -> TrainingData:
+                  device="cpu", frame_skip: bool = False) -> TrainingData:
     """Open captures, check they belong together, resize frames to the config's size, split by time."""
     caps = [open_capture(p) for p in paths]
     first = caps[0]
@@ -58,7 +91,8 @@ def load_captures(paths, config: NetConfig, unroll: int, val_fraction: float = 0
                             f"{first.control_kind} {first.control_names} (train on captures of one kind)")
     window = config.layout.window
     need = window + unroll
-    frames, controls, train_starts, train_rows, val_targets, described = [], [], [], [], [], []
+    frames, controls, train_starts, train_ends, train_rows, val_targets, described = [], [], [], [], [], [], []
+    poses, times, valid = [], [], []
     offset = 0
     rollout_start, rollout_length = 0, 0
     for cap in caps:
@@ -71,8 +105,13 @@ def load_captures(paths, config: NetConfig, unroll: int, val_fraction: float = 0
                             "with a shorter memory, or a longer capture)")
         frames.append(resize_frames(np.asarray(cap.frames), config.height, config.width))
         controls.append(cap.controls())
+        if cap.motion_kind == "pose":
+            poses.append(cap.poses)
+            times.append(cap.times)
+            valid.append(cap.valid)
         train_starts.append(offset + np.arange(0, split - need + 1))
-        train_rows.append(offset + np.arange(split))
+        train_ends.append(np.full(split - need + 1, offset + split - 1))
+        train_rows.append(offset + np.arange(window, split))  # the controls that lead to training targets
         val_targets.append(offset + np.arange(split, n))
         if n - split > rollout_length:
             rollout_start, rollout_length = offset + split, min(8, n - split)
@@ -83,14 +122,26 @@ def load_captures(paths, config: NetConfig, unroll: int, val_fraction: float = 0
     train_rows = np.concatenate(train_rows)
     if not np.isfinite(all_controls).all():
         raise UserError(f"{first.path}: controls contain NaN or infinite values")
-    schema = ControlSchema.fit(first.control_kind, first.control_names, all_controls[train_rows])
-    summary = {"captures": described, "source_size": [first.width, first.height],
+    interval = float(np.median(np.concatenate([np.diff(c.times) for c in caps])))
+    skips = frame_skips(first.control_kind, interval, frame_skip)
+    track = PoseTrack(np.concatenate(poses), np.concatenate(times), np.concatenate(valid)) if poses else None
+    fit_rows = all_controls[train_rows]
+    if len(skips) > 1:  # the moves of every stride within the training frames
+        ends = np.concatenate([e[:1] for e in train_ends])
+        starts = np.concatenate([s[:1] for s in train_starts])
+        pairs = [(j - k, j) for lo, hi in zip(starts, ends) for k in skips[1:] for j in range(lo + k, hi + 1)]
+        a, b = np.array(pairs).T
+        fit_rows = np.concatenate([fit_rows, pose_controls_between(track.poses, track.times, track.valid, a, b)])
+    schema = ControlSchema.fit(first.control_kind, first.control_names, fit_rows,
+                               tuple(k * interval for k in skips))
+    summary = {"captures": described, "source_size": [first.width, first.height], "frame_skips": list(skips),
                "train_windows": int(sum(len(s) for s in train_starts)),
                "val_frames": int(sum(len(v) for v in val_targets))}
     return TrainingData(
         frames=torch.from_numpy(np.concatenate(frames)).to(device),
         controls=torch.from_numpy(all_controls.astype(np.float32)).to(device),
         train_starts=torch.from_numpy(np.concatenate(train_starts)),
+        train_ends=torch.from_numpy(np.concatenate(train_ends)), skips=skips, track=track,
         val_targets=torch.from_numpy(np.concatenate(val_targets)),
         schema=schema, summary=summary, rollout_start=rollout_start, rollout_length=rollout_length,
     )
@@ -119,16 +170,24 @@ def sample_batch(data: TrainingData, config: NetConfig, recipe: TrainRecipe, g: 
     window = layout.window
     pick = torch.randint(len(data.train_starts), (batch,), generator=g, device=g.device).cpu()
     index = data.train_starts[pick][:, None] + torch.arange(window + unroll)  # (B, T)
-    index = index.to(data.frames.device)
-    frames = frames_to_tensor(data.frames[index]).to(device)  # (B, T, 3, H, W)
-    controls = data.controls[index].to(device)  # (B, T, C)
+    if len(data.skips) > 1:  # strided windows; those that would leave their capture's training part stay at 1
+        skips = torch.tensor(data.skips)[torch.randint(len(data.skips), (batch, window + unroll - 1), generator=g,
+                                                       device=g.device).cpu()]  # (B, T - 1)
+        strided = data.train_starts[pick][:, None] + torch.cat([torch.zeros(batch, 1, dtype=torch.long),
+                                                                 skips.cumsum(1)], 1)
+        fits = strided[:, -1] <= data.train_ends[pick]
+        index = torch.where(fits[:, None], strided, index)
+        controls = data.track.controls(index[:, window - 1:-1], index[:, window:]).to(device)  # (B, K, C)
+    else:
+        controls = data.controls[index[:, window:].to(data.controls.device)].to(device)  # (B, K, C)
+    frames = frames_to_tensor(data.frames[index.to(data.frames.device)]).to(device)  # (B, T, 3, H, W)
     if recipe.brightness_jitter > 0:  # one gain per window: appearance changes, motion does not
         gain = 1 + (2 * torch.rand(batch, generator=g, device=device) - 1) * recipe.brightness_jitter
         frames = (frames * gain[:, None, None, None, None]).clamp(0, 1)
     context = corrupt_memory_frames(frames[:, :window], recipe, g)
     sizes = layout.sizes(config.height, config.width)
     noise = [draw_noise(g, sizes, batch, device) for _ in range(unroll)]
-    return Batch(memory_from_frames(context, layout), frames[:, window:], controls[:, window:], noise)
+    return Batch(memory_from_frames(context, layout), frames[:, window:], controls, noise)
 
 
 def corrupt_memory_frames(frames: torch.Tensor, recipe: TrainRecipe, g: torch.Generator) -> torch.Tensor:

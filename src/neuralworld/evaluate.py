@@ -31,6 +31,7 @@ from neuralworld.capture.format import Capture, open_capture
 from neuralworld.errors import UserError
 from neuralworld.fidelity import control_fidelity, merge_fidelity
 from neuralworld.heldout import HORIZONS, HeldOut, Plan, held_out, plan_capture
+from neuralworld.tour import CHUNK, IDLE_FRAMES, MOVES_MIN, TOUR_FRAMES, measure_play
 from neuralworld.model.network import CopyLastNet
 from neuralworld.world import World
 
@@ -46,8 +47,8 @@ def _mean(values) -> float | None:
 
 
 def measure(world: World, data: list[HeldOut], plans: list[Plan], *, horizons, free_play: int,
-            fidelity_frames: int, seed: int, media: dict | None = None, progress=None,
-            truths: dict | None = None) -> dict:
+            fidelity_frames: int, seed: int, tour_frames: int = TOUR_FRAMES, idle_frames: int = IDLE_FRAMES,
+            media: dict | None = None, progress=None, truths: dict | None = None) -> dict:
     """All the numbers of one world (or baseline) on the planned points of the held-out captures.
     `truths` keeps true renders between the world and its baselines (same commands, same truth)."""
     truths = {} if truths is None else truths
@@ -59,7 +60,7 @@ def measure(world: World, data: list[HeldOut], plans: list[Plan], *, horizons, f
 
     one_psnr, one_ssim = [], []
     per_h = {h: ([], []) for h in horizons}
-    curves, details, fidelity, per_capture = [], [], [], []
+    curves, details, fidelity, plays, per_capture = [], [], [], [], []
     for ci, (d, plan) in enumerate(zip(data, plans)):
         cap_one = []
         for s in plan.one_step:
@@ -94,9 +95,19 @@ def measure(world: World, data: list[HeldOut], plans: list[Plan], *, horizons, f
         fid = control_fidelity(world, d, plan, fidelity_frames, seed + ci, media if ci == 0 else None,
                                truths.setdefault(ci, {}))
         fidelity.append(fid)
+        play = measure_play(rollout, d, plan, tour_frames=tour_frames, idle_frames=idle_frames,
+                            truth_cache=truths[ci])
+        if media is not None and ci == 0:
+            media["tour"] = play["frames"]
+        plays.append({k: v for k, v in play.items() if k != "frames"})
+        if progress:
+            progress.update(1)
         per_capture.append({"capture": d.name, "one_step_psnr": _mean(cap_one),
                             "rollout_psnr": {str(h): _mean(v) for h, v in cap_h.items()},
-                            "detail_retention": details[-1]["value"], "control_fidelity": fid})
+                            "detail_retention": details[-1]["value"], "control_fidelity": fid,
+                            "idle_psnr": plays[-1]["idle_psnr"],
+                            "frames_until_collapse": plays[-1]["frames_until_collapse"],
+                            "moves": plays[-1]["moves"]})
     mean_curve = _mean_curve(curves)
     return {
         "one_step": {"psnr": _mean(one_psnr), "ssim": _mean(one_ssim), "points": len(one_psnr)},
@@ -106,10 +117,28 @@ def measure(world: World, data: list[HeldOut], plans: list[Plan], *, horizons, f
         "detail_retention": _mean(r["value"] for r in details),
         "detail_by_chunk": details[0]["by_chunk"] if details else [],
         "control_fidelity": merge_fidelity(fidelity),
+        "play": merge_play(plays),
         "speed": {"frames_per_s": (world.steps - steps) / max(world.step_seconds - seconds, 1e-12),
                   "steps": world.steps - steps},
         "per_capture": per_capture,
     }
+
+
+def merge_play(plays: list[dict]) -> dict:
+    """idle, tour and truth over the captures: the mean idle PSNR and moves, the earliest
+    collapse, held only where every capture held; the first capture's chunks and bands."""
+    collapses = [p["frames_until_collapse"] for p in plays if p["frames_until_collapse"] is not None]
+    truths = [p["truth"] for p in plays if "truth" in p]
+    out = {"idle_psnr": _mean(p["idle_psnr"] for p in plays), "held": all(p["held"] for p in plays),
+           "frames_until_collapse": min(collapses) if collapses else None,
+           "moves": _mean(p["moves"] for p in plays), "moved": all(p["moved"] for p in plays),
+           "chunks": {k: plays[0][k] for k in ("detail", "contrast", "colour", "in_band")} if plays else {},
+           "bands": plays[0]["bands"] if plays else {},
+           "idle_frames": plays[0]["idle_frames"] if plays else 0, "tour_frames": plays[0]["tour_frames"] if plays else 0}
+    if truths:
+        out["truth"] = {h: {m: _mean(t[h][m] for t in truths if h in t) for m in ("psnr", "ssim")}
+                        for h in truths[0]}
+    return out
 
 
 def _mean_curve(curves: list[np.ndarray]) -> list[float]:
@@ -145,6 +174,7 @@ def detail_record(gen: np.ndarray, real: np.ndarray, chunk: int = 50) -> dict:
 
 def evaluate_world(world, captures, *, baseline=None, horizons=HORIZONS, starts: int = 8,
                    one_step_points: int = 32, free_play: int = 600, fidelity_frames: int = 64,
+                   tour_frames: int = TOUR_FRAMES, idle_frames: int = IDLE_FRAMES,
                    seed: int = 0, window: int | None = None, media: dict | None = None,
                    progress: bool = False) -> dict:
     """Measure `world` (and copy-last, and `baseline` when given) on `captures` (paths or Captures).
@@ -173,11 +203,12 @@ def evaluate_world(world, captures, *, baseline=None, horizons=HORIZONS, starts:
     for n in notes:
         print(f"neuralworld eval: note: {n}", file=sys.stderr)
 
-    kw = dict(horizons=horizons, free_play=free_play, fidelity_frames=fidelity_frames, seed=seed)
+    kw = dict(horizons=horizons, free_play=free_play, fidelity_frames=fidelity_frames, seed=seed,
+              tour_frames=tour_frames, idle_frames=idle_frames)
     subjects = [("world", world, media), ("copy_last", copy_last(world), None)]
     if baseline is not None:
         subjects.append(("baseline_world", baseline, media_b := ({} if media is not None else None)))
-    units = sum(len(p.one_step) + len(p.starts) + 1 for p in plans) * len(subjects)
+    units = sum(len(p.one_step) + len(p.starts) + 2 for p in plans) * len(subjects)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -199,7 +230,9 @@ def evaluate_world(world, captures, *, baseline=None, horizons=HORIZONS, starts:
         "detail_retention": main["detail_retention"],
         "detail_by_chunk": main["detail_by_chunk"],
         "control_fidelity": main["control_fidelity"],
-        "baselines": {k: {key: v[key] for key in ("one_step", "rollout", "detail_retention", "control_fidelity")}
+        "play": main["play"],
+        "baselines": {k: {key: v[key] for key in ("one_step", "rollout", "detail_retention", "control_fidelity",
+                                                  "play")}
                       for k, v in results.items()},
         "speed": {"frames_per_s": main["speed"]["frames_per_s"], "steps_timed": main["speed"]["steps"],
                   "device": str(getattr(world, "device", "cpu"))},
@@ -216,6 +249,12 @@ def evaluate_world(world, captures, *, baseline=None, horizons=HORIZONS, starts:
                 "detail_retention": "mean share of luma spectral power (mean removed, Hann window) above "
                                     f"{metrics.DETAIL_CUTOFF} cycles/pixel, generated over real frames of the "
                                     "same capture",
+                "play": f"idle: PSNR of the last of {idle_frames} frames standing still against the newest real "
+                        f"frame; tour: {tour_frames} frames of scripted play, per {CHUNK}-frame chunk detail "
+                        "(high-frequency share) and luma contrast over the real frames' mean and the mean "
+                        "colour's distance, each within the band the capture's real chunks span (tour.py); "
+                        "frames_until_collapse: first frame of the first chunk out of band (null: held); "
+                        f"moves: frame-to-frame change while moving over the real one (at least {MOVES_MIN})",
             },
             "notes": notes,
         },
@@ -238,6 +277,10 @@ def add_arguments(p) -> None:
     p.add_argument("--free-play", type=int, default=600, help="frames of the free-play rollout for detail retention")
     p.add_argument("--fidelity-frames", type=int, default=64,
                    help="frames of the random walk-and-look rollout for control fidelity")
+    p.add_argument("--tour-frames", type=int, default=TOUR_FRAMES,
+                   help="frames of the scripted tour (stand, walk, turn, look, strafe, back up; or steering and "
+                        "throttle) whose 50-frame chunks must stay in the real frames' bands")
+    p.add_argument("--idle-frames", type=int, default=IDLE_FRAMES, help="frames of standing still for the idle PSNR")
     p.add_argument("--horizons", default=",".join(map(str, HORIZONS)), help="rollout horizons, comma separated")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise and the random commands")
     p.add_argument("--no-clips", action="store_true", help="leave the MP4 clips out of the report")
@@ -257,7 +300,8 @@ def run(args) -> int:
     media: dict = {}
     result = evaluate_world(world, captures, baseline=baseline, horizons=horizons, starts=args.starts,
                             one_step_points=args.one_step_points, free_play=args.free_play,
-                            fidelity_frames=args.fidelity_frames, seed=args.seed, media=media, progress=True)
+                            fidelity_frames=args.fidelity_frames, tour_frames=args.tour_frames,
+                            idle_frames=args.idle_frames, seed=args.seed, media=media, progress=True)
     result["world"] = str(args.world)
     if args.baseline:
         result["baseline_world"] = str(args.baseline)

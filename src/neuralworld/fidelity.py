@@ -17,11 +17,11 @@ import numpy as np
 from neuralworld import metrics
 from neuralworld.capture.format import Capture
 from neuralworld.capture.odometry import estimate_poses
-from neuralworld.controls import POSE_KIND, pose_controls
+from neuralworld.controls import POSE_KIND
 from neuralworld.errors import UserError
-from neuralworld.geometry import invert_pose, relative_poses, rotation_angle
+from neuralworld.geometry import relative_poses, rotation_angle
 from neuralworld.heldout import HORIZONS, HeldOut, Plan
-from neuralworld.player import PlayerState, integrate_sticks, random_sticks, world_time_step
+from neuralworld.player import drive_from, random_sticks, world_time_step
 
 def synth_renderer(capture: Capture, height: int, width: int):
     """A function (N,4,4) poses -> (N, height, width, 3) frames rendering the capture's own
@@ -39,14 +39,8 @@ def commanded_trajectory(d: HeldOut, s: int, frames: int, seed: int):
     """Random walk-and-look commands from the pose of frame s-1, the newest frame in memory:
     (K, 16) controls and (K+1, 4, 4) camera-to-world poses, row 0 being frame s-1's own pose."""
     dt = world_time_step(float(np.median(np.diff(d.capture.times))) if len(d) > 1 else 1 / 15)
-    T = d.capture.poses[s - 1]
-    forward = T[:3, 2]
-    start = PlayerState.start(float(np.arctan2(forward[1], forward[0])), float(np.arcsin(np.clip(forward[2], -1, 1))))
     times, values, names = random_sticks(np.random.default_rng(seed), frames * dt)
-    _, poses = integrate_sticks(times, values, names, dt, frames, start)
-    # the player walks with roll 0; the same relative motions from the real (possibly rolled) pose
-    poses = T @ invert_pose(poses[0]) @ poses
-    return pose_controls(poses, np.arange(frames + 1) * dt)[1:], poses
+    return drive_from(d.capture.poses[s - 1], times, values, names, dt, frames)
 
 
 def control_fidelity(world, d: HeldOut, plan: Plan, frames: int, seed: int,

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from neuralworld.capture.format import Capture
+from neuralworld.controls import ControlSchema
 from neuralworld.errors import UserError
 from neuralworld.world import resize_frames
 
@@ -28,6 +29,7 @@ HORIZONS = (1, 8, 32, 128)  # open-loop horizons measured by default (frames aft
 class HeldOut:
     """A capture seen at a world's size: frames resized on access, controls checked against the world."""
     capture: Capture
+    schema: ControlSchema  # the world's
     height: int
     width: int
     controls: np.ndarray  # (N, C) float32 raw control vectors
@@ -61,7 +63,7 @@ def held_out(world, capture: Capture) -> HeldOut:
         if abs(capture.width / capture.height - w / h) > ASPECT_TOLERANCE * (w / h):
             raise UserError(f"{capture.path}: frames are {capture.width}x{capture.height}, the world's "
                             f"{w}x{h}: a different aspect ratio (import the capture again with --size {w}x{h})")
-    return HeldOut(capture, h, w, capture.controls(), capture.path.name)
+    return HeldOut(capture, world.schema, h, w, capture.controls(), capture.path.name)
 
 
 @dataclass

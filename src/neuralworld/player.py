@@ -19,11 +19,13 @@ from `controls.pose_controls` of the integrated poses, so they mean what recorde
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 
 import numpy as np
 
-from neuralworld.controls import pose_controls, walk_pose
+from neuralworld.controls import ControlSchema, pose_controls, walk_pose
+from neuralworld.geometry import invert_pose
 
 STICK_NAMES = ["forward", "strafe", "turn", "look", "run", "jump"]
 
@@ -54,6 +56,16 @@ def world_time_step(real_dt: float, rules: PlayerRules = RULES) -> float:
     """The world time step for a real frame interval: min(max_step, dt) rounded to a multiple of
     step_quantum (never 0). Halves round up, as JavaScript's Math.round does in the page."""
     return max(1, int(np.floor(min(rules.max_step, real_dt) / rules.step_quantum + 0.5))) * rules.step_quantum
+
+
+def trained_time_step(schema: ControlSchema, real_dt: float) -> float:
+    """The step a player asks a world for after `real_dt` seconds of real time: the largest step
+    the world was trained on not above it (the smallest when less time has passed); for worlds
+    that list no trained steps, world_time_step's rule. The page does the same (web/player.js)."""
+    if not schema.time_steps:
+        return world_time_step(real_dt)
+    fit = [t for t in schema.time_steps if t <= real_dt + 1e-3]
+    return max(fit) if fit else min(schema.time_steps)
 
 
 @dataclass
@@ -132,6 +144,18 @@ def integrate_sticks(times: np.ndarray, sticks: np.ndarray, names: list[str], dt
     return controls, poses
 
 
+def drive_from(pose: np.ndarray, times: np.ndarray, sticks: np.ndarray, names: list[str], dt: float,
+               frames: int) -> tuple[np.ndarray, np.ndarray]:
+    """integrate_sticks from a real camera pose (4, 4) instead of the origin: the player starts
+    with the pose's heading and pitch, and its relative motions are applied to the real (possibly
+    rolled) pose. -> (frames, 16) pose controls and (frames + 1, 4, 4) poses, row 0 = `pose`."""
+    forward = pose[:3, 2]
+    start = PlayerState.start(float(np.arctan2(forward[1], forward[0])), float(np.arcsin(np.clip(forward[2], -1, 1))))
+    _, poses = integrate_sticks(times, sticks, names, dt, frames, start)
+    poses = pose @ invert_pose(poses[0]) @ poses
+    return pose_controls(poses, np.arange(frames + 1) * dt)[1:], poses
+
+
 def random_sticks(rng: np.random.Generator, seconds: float, hold: tuple[float, float] = (0.4, 1.2)):
     """Random walk-and-look commands for `seconds`: (times (K,), values (K, 4), names), each row
     held for a random time in `hold`. Mostly walking forward, some strafing, turning both ways
@@ -146,3 +170,45 @@ def random_sticks(rng: np.random.Generator, seconds: float, hold: tuple[float, f
     times.append(seconds)  # the end of the last row
     rows.append([0.0] * len(names))
     return np.array(times), np.array(rows), names
+
+
+class ActionDriver:
+    """Two sticks (turn, forward in -1..1) -> an action world's named controls, as the page's
+    ActionDriver (web/controls.js) does it: the turn stick drives the first name that looks like
+    steering (else the first), the forward stick the first that looks like throttle (else the
+    second); a centred stick gives the recording's mean, +-1 the ends of the trained range; the
+    sticks ease toward their input at `ease_rate` per second, as a hand on a wheel would."""
+
+    STEER = re.compile(r"steer|turn|yaw|angle", re.I)
+    THROTTLE = re.compile(r"throttle|speed|forward|accel|gas", re.I)
+
+    def __init__(self, schema: ControlSchema, ease_rate: float = 4.0):
+        self.lo, self.hi = np.array(schema.ranges, np.float64).T
+        self.neutral = np.clip(np.array(schema.mean, np.float64), self.lo, self.hi)
+        names = list(schema.names)
+
+        def find(pattern, fallback):
+            i = next((i for i, n in enumerate(names) if pattern.search(n)), -1)
+            return i if i >= 0 else (fallback if fallback < len(names) else -1)
+
+        self.turn_index = find(self.STEER, 0)
+        self.forward_index = find(self.THROTTLE, 0 if self.turn_index == 1 else 1)
+        if self.forward_index == self.turn_index:
+            self.forward_index = -1
+        self.ease_rate = ease_rate
+        self.axes = np.zeros(2)
+
+    def value(self, i: int, a: float) -> float:
+        """Stick a in -1..1 -> the value of control i: -1 = low end, 0 = neutral, +1 = high end."""
+        n = self.neutral[i]
+        return n + a * (self.hi[i] - n) if a >= 0 else n + a * (n - self.lo[i])
+
+    def step(self, sticks: dict[str, float], dt: float) -> np.ndarray:
+        want = np.clip([sticks.get("turn", 0.0) + sticks.get("strafe", 0.0), sticks.get("forward", 0.0)], -1, 1)
+        self.axes += np.clip(want - self.axes, -self.ease_rate * dt, self.ease_rate * dt)
+        out = self.neutral.copy()
+        if self.turn_index >= 0:
+            out[self.turn_index] = self.value(self.turn_index, self.axes[0])
+        if self.forward_index >= 0:
+            out[self.forward_index] = self.value(self.forward_index, self.axes[1])
+        return out.astype(np.float32)

@@ -68,7 +68,7 @@ def run(args) -> int:
     from neuralworld.controls_file import read_control_file
     from neuralworld.fileio import check_new_output
     from neuralworld.heldout import held_out
-    from neuralworld.player import world_time_step
+    from neuralworld.player import trained_time_step
     from neuralworld.report import side_by_side, write_mp4
     from neuralworld.world import World
 
@@ -93,7 +93,8 @@ def run(args) -> int:
         fps = args.fps or (data.capture.fps if data.capture.fps > 0 else 15.0)
     else:
         fps = args.fps or 15.0
-        controls = read_control_file(Path(args.controls), world.schema, world_time_step(1.0 / fps), args.frames)
+        controls = read_control_file(Path(args.controls), world.schema, trained_time_step(world.schema, 1.0 / fps),
+                                     args.frames)
         start, data, s = None, None, 0
 
     frames = world.rollout(start, tqdm(controls, desc="rollout", unit="frame"), seed=args.seed)

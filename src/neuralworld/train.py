@@ -214,7 +214,8 @@ class TrainingRun:
                             TrainRecipe.from_json({**state["config"], **state.get("recipe", {}), "batch": state["batch"]}))
             options = self.options = dataclasses.replace(options, seed=state["seed"], val_fraction=state["val_fraction"])
         self.preset, self.config, self.recipe = preset, preset.net, preset.recipe
-        self.data = load_captures(captures, self.config, self.recipe.unroll, options.val_fraction, device=dev)
+        self.data = load_captures(captures, self.config, self.recipe.unroll, options.val_fraction, device=dev,
+                                  frame_skip=self.recipe.frame_skip)
         if state is not None:
             saved = [c["frames"] for c in state["summary"]["captures"]]
             given = [c["frames"] for c in self.data.summary["captures"]]

@@ -172,12 +172,14 @@ class World:
     @torch.inference_mode()
     def step(self, controls, noise=None) -> np.ndarray:
         """One frame: controls (C,) raw -> (H, W, 3) uint8; the frame is pushed into memory.
+        Controls are kept within the ranges seen in training (ControlSchema.clip), as the page does.
         noise: one (1, 1, h_i, w_i) array per memory level, or None to draw it from the generator."""
         t0 = time.perf_counter()
-        c = torch.as_tensor(np.asarray(controls, np.float32).reshape(1, -1), device=self.device)
+        c = np.asarray(controls, np.float32).reshape(1, -1)
         if c.shape[1] != self.schema.dim:
             raise ValueError(f"controls: expected {self.schema.dim} numbers ({', '.join(self.schema.names)}), "
                              f"got {c.shape[1]}")
+        c = torch.as_tensor(self.schema.clip(c), device=self.device)  # within the ranges it was trained on
         if noise is None:
             noise = self.draw_noise()
         else:

@@ -2,9 +2,10 @@
 
 `walk` simulates a walker on a scene's trail, frame by frame: walking at about 1.5 m/s along
 the trail (either way round), now and then stepping off it to a clearing a few metres away,
-stopping to look around, turning back. The body steers toward a target and around trunks and
-bushes; the head (the phone) looks around on top of the body's heading; the hand adds a little
-shake and the steps a little bob. The limits are those of the reference system's player
+stopping to look around, turning back; and, so that a world learns every move its player can
+make, standing still, stepping sideways, backing up and turning on the spot. The body steers
+toward a target and around trunks and bushes; the head (the phone) looks around on top of the
+body's heading; the hand adds a little shake and the steps a little bob. The limits are those of the reference system's player
 (Ollin Boer Bohan, "World Emulation via Neural Network", 2025): camera turn rate at most
 2.5 rad/s, pitch within -1.5..+0.75 rad, acceleration at most 20 m/s^2, roll near 0, eye
 height 1.6 m.
@@ -76,8 +77,9 @@ def walk(scene, frames: int, fps: float = 30.0, seed: int = 0, limits: WalkLimit
     direction = int(rng.choice([-1, 1]))
     pos = trail[index].copy()
     heading = np.arctan2(*(direction * tangent[index])[::-1])
-    speed, head_yaw, pitch, cam_yaw = 0.0, 0.0, -0.05, heading
+    velocity, head_yaw, pitch, cam_yaw = np.zeros(2), 0.0, -0.05, heading
     mode, until, goal = "trail", rng.uniform(4, 12), None
+    move, spin = 0.0, 0.0  # player moves: walking direction off the heading (rad), turning on the spot (rad/s)
     head_target, pitch_target, next_glance = 0.0, -0.05, rng.uniform(2, 6)
     walk_speed = limits.speed * rng.uniform(0.9, 1.1)
     lateral = 0.0
@@ -87,9 +89,13 @@ def walk(scene, frames: int, fps: float = 30.0, seed: int = 0, limits: WalkLimit
         now = t[i]
         # the walker's plan: switch modes when the current one is over
         if now >= until:
-            mode = rng.choice(["trail", "off", "stop", "back"], p=[0.45, 0.2, 0.25, 0.1])
+            mode = rng.choice(["trail", "off", "stop", "back", "still", "strafe", "backup", "spin"],
+                              p=[0.30, 0.12, 0.14, 0.07, 0.10, 0.11, 0.09, 0.07])
             until = now + {"trail": rng.uniform(5, 15), "off": 10.0, "stop": rng.uniform(1.5, 5),
-                           "back": rng.uniform(3, 6)}[mode]
+                           "back": rng.uniform(3, 6), "still": rng.uniform(1.5, 4), "strafe": rng.uniform(1, 3),
+                           "backup": rng.uniform(1, 3), "spin": rng.uniform(0.6, 2.0)}[mode]
+            move = {"strafe": rng.choice([-1, 1]) * np.pi / 2, "backup": np.pi}.get(mode, 0.0)
+            spin = rng.choice([-1, 1]) * rng.uniform(1.0, limits.max_turn_rate - 0.2) if mode == "spin" else 0.0
             walk_speed = limits.speed * rng.uniform(0.85, 1.15)
             if mode == "back":
                 direction = -direction
@@ -116,16 +122,30 @@ def walk(scene, frames: int, fps: float = 30.0, seed: int = 0, limits: WalkLimit
             away = pos - scene.obstacles[j, :2]
             d = np.linalg.norm(away)
             want += away / max(d, 1e-6) * 1.5 * max(0.0, (radii[j] + 1.5 - d) / 1.5)
-        target_speed = 0.0 if mode == "stop" else walk_speed
-        turn = _wrap(np.arctan2(want[1], want[0]) - heading)
-        if abs(turn) > 1.2:  # turning on the spot: slow down first
-            target_speed *= 0.3
-        heading = _wrap(heading + np.clip(turn * min(1.0, dt / 0.25), -limits.body_turn_rate * dt,
-                                          limits.body_turn_rate * dt))
-        speed = _approach(speed, target_speed, limits.max_accel, dt)
-        pos = pos + speed * dt * np.array([np.cos(heading), np.sin(heading)])
+        target_speed = 0.0 if mode in ("stop", "still", "spin") else walk_speed
+        if mode in ("strafe", "backup"):  # the player's moves: the heading holds, the body moves off it
+            ahead = pos + 1.0 * np.array([np.cos(heading + move), np.sin(heading + move)])
+            if not clear(ahead):
+                mode, until, target_speed = "still", now + rng.uniform(1, 2), 0.0
+        elif mode == "spin":
+            heading = _wrap(heading + spin * dt)
+        else:
+            if mode != "still":
+                move = 0.0
+            turn = _wrap(np.arctan2(want[1], want[0]) - heading)
+            if abs(turn) > 1.2:  # turning on the spot: slow down first
+                target_speed *= 0.3
+            heading = _wrap(heading + np.clip(turn * min(1.0, dt / 0.25), -limits.body_turn_rate * dt,
+                                              limits.body_turn_rate * dt))
+        # the velocity follows the wanted one as a vector, so a change of direction is smooth too
+        want_velocity = target_speed * np.array([np.cos(heading + move), np.sin(heading + move)])
+        change = (want_velocity - velocity) * min(1.0, dt / 0.3)
+        velocity = velocity + change * min(1.0, limits.max_accel * dt / max(np.linalg.norm(change), 1e-9))
+        pos = pos + velocity * dt
         # where the phone looks: glances while walking, a real look around while stopped
-        if now >= next_glance:
+        if mode in ("still", "spin"):  # the phone held still on the body
+            head_target, pitch_target = 0.0, pitch
+        elif now >= next_glance:
             if mode == "stop":
                 head_target, pitch_target = rng.uniform(-1.3, 1.3), rng.uniform(-0.9, 0.5)
                 next_glance = now + rng.uniform(0.8, 2.0)

@@ -125,6 +125,7 @@ class TrainRecipe:
     memory_static: float = 0.01  # probability that a memory frame is replaced by random static
     memory_black: float = 0.01  # probability that a memory frame is replaced by black
     brightness_jitter: float = 0.1  # whole-window brightness gain drawn from 1 +- this (0: no augmentation)
+    frame_skip: bool = False  # pose captures: also train on every 2nd.. k-th frame, up to the player's 1/15 s step (data.py)
     l1_weight: float = 1.0  # weight of the per-pixel L1 loss
     adversarial_weight: float = 0.05  # weight of the adversarial loss (0: L1 only, no discriminator)
     disc_channels: int = 32  # channels of the discriminator's first layer (doubled per layer)
