@@ -20,6 +20,7 @@ import: a capture that quietly lacks its end would skew every later step.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -31,12 +32,14 @@ from tqdm import tqdm
 from neuralworld.capture.format import CaptureWriter, check_times, open_capture
 from neuralworld.capture.motion_files import FILE_FORMATS, POSE_AXES, align, read_motion, read_kitti_calib, read_times
 from neuralworld.capture.odometry import intrinsics_from_fov
+from neuralworld.capture.recordings import RECORDING_FORMATS, detect_recording, read_recording
 from neuralworld.capture.video import Source, crop_box, iter_frames, open_source, transform_intrinsics, working_size
 from neuralworld.argtypes import size_type
 from neuralworld.errors import UserError
 from neuralworld.fileio import check_new_output
 
-MOTION_FORMATS = ("auto",) + FILE_FORMATS + ("none", "telemetry", "vo", "phone-sensors")
+MOTION_FORMATS = ("auto",) + FILE_FORMATS + RECORDING_FORMATS + ("none", "telemetry", "vo", "sfm", "phone-sensors")
+FROM_VIDEO = ("none", "telemetry", "vo", "sfm")  # motion formats that read no file
 IMAGE_FOLDER_FPS = 10.0  # KITTI and most driving data sets
 
 
@@ -103,7 +106,7 @@ def source_intrinsics(source: Source, log, intrinsics: str | None, fov: float | 
             raise UserError(f"--fov {fov}: expected a horizontal field of view between 1 and 179 degrees")
         return intrinsics_from_fov(source.width, source.height, fov), "--fov"
     if log is not None and log.intrinsics:
-        return log.intrinsics, str(log.path.with_name("calib.txt"))
+        return log.intrinsics, log.intrinsics_from
     if source.kind == "images" and (source.path / "calib.txt").is_file():
         return read_kitti_calib(source.path / "calib.txt"), str(source.path / "calib.txt")
     return None, None
@@ -163,12 +166,34 @@ def import_capture(source, out, motion=None, motion_format: str = "auto", times=
     check_new_output(out, force)
     if motion_format not in MOTION_FORMATS:
         raise UserError(f"--motion-format {motion_format}: expected one of {', '.join(MOTION_FORMATS)}")
-    if motion and motion_format in ("none", "telemetry", "vo"):
+    if motion and motion_format in FROM_VIDEO:
         raise UserError(f"--motion {motion}: --motion-format {motion_format} reads no file (drop one of them)")
     if fps is not None and not fps > 0:
         raise UserError(f"--fps {fps}: expected a positive number of frames per second")
+    with contextlib.ExitStack() as stack:  # temporary files of a recording (a .r3d's images)
+        src, log = open_inputs(source, motion, motion_format, pose_axes, times, stack)
+        _import(src, log, out, motion, motion_format, times, size, fps, force, time_offset, intrinsics, fov,
+                progress, speed)
+    return out
+
+
+def open_inputs(source, motion, motion_format: str, pose_axes: str, times, stack: contextlib.ExitStack):
+    """The frames' source and the motion log read from a file (None when the motion comes from
+    the video or from `record`'s sensor log). A posed recording (capture/recordings.py) is the
+    source itself, or, for COLMAP and nerfstudio, --motion beside a folder of its images."""
+    if motion_format in RECORDING_FORMATS or motion_format == "auto":
+        target, images = (motion, source) if motion else (source, None)
+        fmt = detect_recording(target) if motion_format == "auto" else motion_format
+        if fmt is not None:
+            rec = read_recording(target, fmt, pose_axes, images, stack)
+            return rec.source, rec.log
     src = open_source(source)
     log = read_motion(motion, motion_format, pose_axes, times) if motion and motion_format != "phone-sensors" else None
+    return src, log
+
+
+def _import(src: Source, log, out: Path, motion, motion_format, times, size, fps, force, time_offset, intrinsics,
+            fov, progress, speed) -> None:
     width, height = working_size(src.width, src.height, size)
     crop = crop_box(src.width, src.height, width, height)
     K, K_from = source_intrinsics(src, log, intrinsics, fov)
@@ -186,7 +211,8 @@ def import_capture(source, out, motion=None, motion_format: str = "auto", times=
         meta = {
             "source_kind": src.kind, "source_size": [src.width, src.height], "rotation": src.rotation,
             "crop": list(crop), "frames_decoded": len(frames), "time_source": time_source,
-            "time_origin_s": float(m.times[0]), "motion_file": str(motion) if motion else None,
+            "time_origin_s": float(m.times[0]),
+            "motion_file": str(log.path) if log is not None else str(motion) if motion else None,
             "pose_axes": log.pose_axes if log is not None else None, "intrinsics_source": K_from,
             "notes": m.notes,
         }
@@ -202,7 +228,6 @@ def import_capture(source, out, motion=None, motion_format: str = "auto", times=
                      intrinsics=transform_intrinsics(K, crop, width, height) if K else None,
                      extra={"import": meta}, **kinds)
         del frames
-    return out
 
 
 def _nominal_fps(source: Source, times: np.ndarray, fps: float | None) -> float:
