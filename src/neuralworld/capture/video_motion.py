@@ -10,8 +10,8 @@
              finishes within --sfm-budget and places at least AUTO_SFM_MIN_VALID of the frames;
              else vo. A video whose motion cannot be found (the camera does not move, nothing
              to track) gets no motion and a note saying why, rather than a capture pretending
-             to move. SfM is slower (about 10 against 200 frames/s here) and more accurate
-             (docs/MEASURED.md), so it comes first where it fits the budget.
+             to move. SfM is slower (2-16 against 75-220 frames/s on KITTI here) and more
+             accurate (docs/MEASURED.md), so it comes first where it fits the budget.
 
 The estimates work on the decoded frames at working size, so the source's intrinsics (or a
 field-of-view guess at the source's size) go through the same centre crop and resize.
@@ -90,10 +90,10 @@ def _vo(source, frames, times, K, speed):
 
 
 def _sfm(source, frames, times, K, speed, budget, progress):
-    guessed = K[1] != "given"
-    poses, valid, report = estimate_poses_sfm(frames, times, K[0], refine=guessed, speed=speed, budget_s=budget,
-                                              progress=progress, name=str(source.path))
-    report["intrinsics_source"] = K[1] + (" (refined by COLMAP)" if guessed else "")
+    poses, valid, report = estimate_poses_sfm(frames, times, K[0], speed=speed, budget_s=budget, progress=progress,
+                                              name=str(source.path))
+    report["intrinsics"] = {k: round(float(v), 4) for k, v in K[0].items()}
+    report["intrinsics_source"] = K[1]
     notes = []
     if not valid.all():
         notes.append(f"structure from motion placed {int(valid.sum())} of {len(valid)} frames: the others are "
