@@ -282,3 +282,14 @@ def test_bad_recordings_give_one_line_exit_2_and_write_nothing(walk, tmp_path, c
         assert rc == 2 and len(lines) == 1, (name, out.err)
         assert culprit in lines[0] and problem in lines[0], (name, lines[0])
         assert sorted(p.name for p in tmp_path.iterdir()) == before, name
+
+
+def test_transforms_json_given_with_motion_beside_an_images_folder(walk, tmp_path, capsys):
+    scene = write_nerfstudio(walk, tmp_path / "scene", timestamps=False)
+    (scene / "images").rename(tmp_path / "frames")
+    rc, out = run_import([tmp_path / "frames", "--motion", scene / "transforms.json", "-o", tmp_path / "cap",
+                          "--fps", 30], capsys)
+    assert rc == 0, out.err
+    cap = open_capture(tmp_path / "cap")
+    assert np.abs(cap.poses - walk.poses).max() < 1e-5 and np.array_equal(cap.frames, walk.frames)
+    assert np.allclose(cap.times, walk.times)  # no timestamps: --fps, in file-name order

@@ -110,9 +110,10 @@ def read_recording(path, fmt: str = "auto", pose_axes: str = "auto", images=None
     """Read the recording at `path` (format `fmt` or detected). `images`: a folder holding the
     frames named by a COLMAP model or transforms.json, instead of the one beside it. `stack`
     holds temporary files (a .r3d archive's images) for as long as the frames are read."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: no such file or folder")
+    path, images = Path(path), Path(images) if images is not None else None
+    for p in (path, images):
+        if p is not None and not p.exists():
+            raise UserError(f"{p}: no such file or folder")
     fmt = detect_recording(path) if fmt == "auto" else fmt
     if fmt is None:
         raise UserError(f"{path}: not a recording this version reads (expected {', '.join(RECORDING_FORMATS)})")
@@ -121,20 +122,20 @@ def read_recording(path, fmt: str = "auto", pose_axes: str = "auto", images=None
     if images is not None and fmt not in ("nerfstudio", "colmap"):
         raise UserError(f"{path}: a {fmt} recording brings its own frames: give it as the source, without --motion")
     if fmt == "nerfstudio":
-        source, log, axes = _read_nerfstudio(path, images)
+        source, log, size = _read_nerfstudio(path, images)
     elif fmt == "colmap":
-        source, log, axes = _read_colmap(path, images)
+        source, log, size = _read_colmap(path, images)
     elif fmt == "stray":
-        source, log, axes = _read_stray(path)
+        source, log, size = _read_stray(path)
     elif fmt == "record3d":
-        source, log, axes = _read_record3d(path, stack or contextlib.ExitStack())
+        source, log, size = _read_record3d(path, stack or contextlib.ExitStack())
     else:
-        source, log, axes = _read_polycam(path)
+        source, log, size = _read_polycam(path)
     if pose_axes == "auto":
         pose_axes = max(AUTO_AXES[fmt], key=lambda a: _mean_up(to_our_axes(log.poses, a)))
     log.poses, log.pose_axes, log.format = to_our_axes(log.poses, pose_axes), pose_axes, fmt
-    if log.intrinsics is not None and axes is not None:  # scale to the frames' own size
-        w, h = axes
+    if log.intrinsics is not None and size is not None:  # scale to the frames' own size
+        w, h = size
         if (w, h) != (source.width, source.height):
             log.intrinsics = transform_intrinsics(log.intrinsics, (0, 0, w, h), source.width, source.height)
     return Recording(fmt, source, log)
@@ -315,7 +316,7 @@ def _read_colmap(path: Path, images: Path | None):
         rec = pycolmap.Reconstruction(str(model))
     except (ValueError, RuntimeError) as e:
         raise UserError(f"{model}: cannot read the COLMAP model ({str(e).splitlines()[0][:200]})") from None
-    root = Path(images) if images else _colmap_images(path, model)
+    root = images or _colmap_images(path, model)
     posed = sorted((im for im in rec.images.values() if im.has_pose), key=lambda im: natural_key(im.name))
     if not posed:
         raise UserError(f"{names_file}: no registered images (the reconstruction failed?)")
