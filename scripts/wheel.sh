@@ -37,7 +37,8 @@ for tool in node npm npx; do printf '#!/bin/sh\necho "%s was called" >&2\nexit 9
 chmod +x "$work/bin/"*
 export PATH="$work/bin:$work/venv/bin:$PATH"
 cd "$work"  # away from the source tree, so only the installed package is importable
-neuralworld demo --no-play --minutes 0.2 -o "$work/demo"
+neuralworld demo --no-play --minutes 0.2 -o "$work/demo" > "$work/demo.log" 2>&1 || { cat "$work/demo.log"; exit 1; }
+grep -v "frame/s\]\|step/s" "$work/demo.log" || true  # the demo's steps, without its progress bars
 python - "$work/demo/world" <<'EOF'
 import subprocess, sys, time, urllib.request
 server = subprocess.Popen(["neuralworld", "play", sys.argv[1], "--port", "0", "--no-browser"],

@@ -255,7 +255,7 @@ def _bad_recordings(walk, d):
     cases["Stray non-finite"] = ([stray], "odometry.csv", "NaN or infinite value on line 4")
     r3d = write_record3d(walk, d / "r3d-more")
     _edit_json(r3d / "metadata.json", lambda m: m["poses"].append(m["poses"][-1]))
-    cases["Record3D poses and images"] = ([r3d], "metadata.json", "13 poses for 12 images")
+    cases["Record3D poses and images"] = ([r3d], "metadata.json", "13 poses for 12 images numbered 0..11")
     r3d = write_record3d(walk, d / "r3d-nan")
     _edit_json(r3d / "metadata.json", lambda m: m["poses"][5].__setitem__(4, float("nan")))
     cases["Record3D non-finite"] = ([r3d], "metadata.json", "poses has NaN or infinite values")

@@ -11,7 +11,8 @@ Motion files: read and aligned by capture/motion_files.py (formats, column names
 alignment rules there); posed recordings of apps and SfM tools by capture/recordings.py;
 motion from the video itself by capture/video_motion.py. Frame times, first rule that applies:
   1. the times of a log with one row per frame (KITTI + times.txt or --times, a CSV with a
-     frame column or one row per frame): the recording's own capture times;
+     frame column or one row per frame, a posed recording's timestamps): the recording's own
+     capture times;
   2. --times FILE (first number of each line, one line per frame);
   3. a video's presentation times (variable frame rate kept); --fps N spaces them 1/N apart;
   4. an image folder's frames 1/fps apart, --fps defaulting to 10 (KITTI's rate).
@@ -72,7 +73,8 @@ def resolve_motion(motion_format: str, log, source: Source, frames: np.ndarray, 
                    motion_path=None, speed: float | None = None, sfm_budget: float = DEFAULT_BUDGET_S,
                    progress: bool = False) -> Motion:
     """The motion of the decoded `frames` (N,H,W,3) at `times` (N,): from the log when one was
-    given, else from the video's telemetry or the frames themselves (visual odometry), or none."""
+    given, else from the video's telemetry or the frames themselves (structure from motion, visual
+    odometry), or none."""
     everything = np.arange(len(times))
     if log is not None:
         what = "the video's frames" if source.kind == "video" else "the frames"

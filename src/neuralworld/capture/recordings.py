@@ -418,8 +418,9 @@ def _read_record3d(path: Path, stack: contextlib.ExitStack):
     if not isinstance(poses, list) or not poses:
         raise UserError(f"{meta_file}: no `poses` in the metadata")
     n = len(poses)
-    if len(images) != n:
-        raise UserError(f"{meta_file}: {n} poses for {len(images)} images: images and poses do not match "
+    if [int(p.stem) for p in images] != list(range(n)):
+        numbered = f" numbered {images[0].stem}..{images[-1].stem}" if images else ""
+        raise UserError(f"{meta_file}: {n} poses for {len(images)} images{numbered}: images and poses do not match "
                         "(export the recording again)")
     rows = _numbers(meta_file, poses, (n, 7), "poses")  # qx qy qz qw px py pz per frame
     q = unit_quaternions(meta_file, rows[:, :4], [f"pose {i}" for i in range(n)])
