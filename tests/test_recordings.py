@@ -14,7 +14,8 @@ from neuralworld.capture.synth import synthesize
 from neuralworld.cli import main
 from neuralworld.geometry import roll_pitch
 
-from recording_writers import write_colmap, write_nerfstudio, write_polycam, write_record3d, write_stray
+from recording_writers import (ARKIT_WORLD, write_colmap, write_nerfstudio, write_polycam, write_record3d,
+                               write_stray)
 
 
 @pytest.fixture(scope="module")
@@ -293,3 +294,15 @@ def test_transforms_json_given_with_motion_beside_an_images_folder(walk, tmp_pat
     cap = open_capture(tmp_path / "cap")
     assert np.abs(cap.poses - walk.poses).max() < 1e-5 and np.array_equal(cap.frames, walk.frames)
     assert np.allclose(cap.times, walk.times)  # no timestamps: --fps, in file-name order
+
+
+def test_transforms_json_with_a_y_up_world_is_recognised_by_the_cameras_up(walk, tmp_path, capsys):
+    # Polycam's and Record3D's converters write ARKit's y-up world into transforms.json
+    scene = write_nerfstudio(walk, tmp_path / "scene")
+    _edit_json(scene / "transforms.json", lambda t: [f.__setitem__("transform_matrix", (
+        ARKIT_WORLD @ np.array(f["transform_matrix"])).tolist()) for f in t["frames"]])
+    rc, out = run_import([scene, "-o", tmp_path / "cap"], capsys)
+    assert rc == 0, out.err
+    cap = open_capture(tmp_path / "cap")
+    assert cap.meta["import"]["pose_axes"] == "arkit"
+    assert np.abs(cap.poses - walk.poses).max() < 1e-5
