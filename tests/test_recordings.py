@@ -231,7 +231,8 @@ def _bad_recordings(walk, d):
     cases["missing image"] = ([ns], "transforms.json", "frame_00003.png, which does not exist")
     ns = write_nerfstudio(walk, d / "ns-scaled")
     _edit_json(ns / "transforms.json", lambda t: t["frames"][2]["transform_matrix"][0].__setitem__(0, 1.7))
-    cases["non-rigid matrix"] = ([ns], "transforms.json", "frame_00010.png)'s transform_matrix is not a rigid transform")
+    cases["non-rigid matrix"] = ([ns], "transforms.json",
+                                 "frame_00010.png)'s transform_matrix is not a rigid transform")
     ns = write_nerfstudio(walk, d / "ns-nan")
     _edit_json(ns / "transforms.json", lambda t: t["frames"][4].__setitem__("timestamp", float("nan")))
     cases["non-finite time"] = ([ns], "transforms.json", "frame_00008.png)'s timestamp has NaN or infinite values")

@@ -34,7 +34,8 @@ import numpy as np
 from tqdm import tqdm
 
 from neuralworld.capture.format import CaptureWriter, check_times, open_capture
-from neuralworld.capture.motion_files import AXES, FILE_FORMATS, POSE_AXES, align, read_motion, read_kitti_calib, read_times
+from neuralworld.capture.motion_files import (AXES, FILE_FORMATS, POSE_AXES, align, read_kitti_calib, read_motion,
+                                              read_times)
 from neuralworld.capture.odometry import intrinsics_from_fov
 from neuralworld.capture.recordings import RECORDING_FORMATS, detect_recording, read_recording
 from neuralworld.capture.sfm import AUTO_SFM_MIN_VALID, DEFAULT_BUDGET_S
@@ -263,8 +264,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--motion-format", choices=MOTION_FORMATS, default="auto",
                    help="how to get the motion. auto: a --motion file or a posed-recording SOURCE is recognised by "
                    "its content and layout; without either, the first that works of: the video's telemetry, "
-                   "sfm when it finishes within --sfm-budget and places 80%% of the frames, vo, none (no motion "
-                   "can be found). kitti, tum, pose-csv, actions: a --motion file of that kind. nerfstudio "
+                   f"sfm when it finishes within --sfm-budget and places {AUTO_SFM_MIN_VALID * 100:.0f}%% of the "
+                   "frames, vo, none (no motion can be found). kitti, tum, pose-csv, actions: a --motion file of that kind. nerfstudio "
                    "(transforms.json: OpenGL camera, per-frame timestamp in seconds when present, else --fps), "
                    "colmap (cameras/images/points3D .txt or .bin, world-to-camera; frames in image-name order, "
                    "--fps), stray (rgb.mp4 + odometry.csv + camera_matrix.csv), record3d (.r3d or metadata.json + "

@@ -61,7 +61,8 @@ from pathlib import Path
 import numpy as np
 
 from neuralworld.capture.motion_files import MotionLog, orthonormal, read_motion, to_our_axes
-from neuralworld.capture.video import IMAGE_SUFFIXES, Source, image_source, natural_key, open_source, transform_intrinsics
+from neuralworld.capture.video import (IMAGE_SUFFIXES, Source, image_source, natural_key, open_source,
+                                       transform_intrinsics)
 from neuralworld.errors import UserError
 from neuralworld.geometry import invert_pose, make_pose, quat_to_matrix
 
@@ -251,15 +252,17 @@ def _read_nerfstudio(path: Path, images: Path | None):
         what = f"frame {i} ({f['file_path']})"
         name = str(f["file_path"])
         paths.append(_image(images, Path(name).name, file, what) if images else _image(file.parent, name, file, what))
-        rows3 = len(f["transform_matrix"]) == 3 if isinstance(f["transform_matrix"], list) else False
-        M = _numbers(file, f["transform_matrix"], (3, 4) if rows3 else (4, 4), f"{what}'s transform_matrix")
-        matrices.append(rigid(file, M, f"{what}'s transform_matrix"))
-        stamps.append(None if f.get("timestamp") is None else float(_numbers(file, f["timestamp"], (), f"{what}'s timestamp")))
+        m = f["transform_matrix"]
+        shape = (3, 4) if isinstance(m, list) and len(m) == 3 else (4, 4)  # instant-ngp writes 4x4, some tools 3x4
+        label = f"{what}'s transform_matrix"
+        matrices.append(rigid(file, _numbers(file, m, shape, label), label))
+        t = f.get("timestamp")
+        stamps.append(None if t is None else float(_numbers(file, t, (), f"{what}'s timestamp")))
         rows.append({k: f.get(k, data.get(k)) for k in ("fl_x", "fl_y", "cx", "cy", "w", "h", "camera_angle_x",
                                                          "camera_angle_y", "k1", "k2", "k3", "k4", "p1", "p2")})
     timed = all(s is not None for s in stamps)
     if not timed and any(s is not None for s in stamps):
-        notes.append(f"only some frames have a timestamp: ignored, frames spaced by --fps in file-name order")
+        notes.append("only some frames have a timestamp: ignored, frames spaced by --fps in file-name order")
     key = (lambda i: stamps[i]) if timed else (lambda i: natural_key(paths[i]))
     order = sorted(range(len(frames)), key=key)
     source = image_source(file.parent, [paths[i] for i in order])
@@ -274,17 +277,16 @@ def _nerfstudio_intrinsics(file: Path, rows: list[dict], source: Source, notes: 
     """Pinhole intrinsics (our pixel centres) and the image size they refer to, or (None, None)."""
     values = []
     for r in rows:
-        w, h = r["w"] or source.width, r["h"] or source.height
-        fx = r["fl_x"]
-        if fx is None and r["camera_angle_x"] is not None:
-            fx = 0.5 * w / np.tan(0.5 * float(r["camera_angle_x"]))
-        if fx is None:
+        if r["fl_x"] is None and r["camera_angle_x"] is None:
             return None, None
-        fy = r["fl_y"] or (0.5 * h / np.tan(0.5 * float(r["camera_angle_y"])) if r["camera_angle_y"] else fx)
+        r = {k: None if v is None else float(_numbers(file, v, (), k)) for k, v in r.items()}
+        w, h = r["w"] or source.width, r["h"] or source.height
+        fx = r["fl_x"] or 0.5 * w / np.tan(0.5 * r["camera_angle_x"])
+        fy = r["fl_y"] or (0.5 * h / np.tan(0.5 * r["camera_angle_y"]) if r["camera_angle_y"] else fx)
         cx = r["cx"] if r["cx"] is not None else w / 2
         cy = r["cy"] if r["cy"] is not None else h / 2
-        values.append(_numbers(file, [fx, fy, cx - 0.5, cy - 0.5, w, h], (6,), "intrinsics"))
-    values = np.stack(values)
+        values.append([fx, fy, cx - 0.5, cy - 0.5, w, h])
+    values = np.array(values)
     distortion = {k: rows[0][k] for k in ("k1", "k2", "k3", "k4", "p1", "p2") if rows[0][k]}
     if distortion:
         notes.append(f"lens distortion ({', '.join(f'{k}={v:g}' for k, v in distortion.items())}) is not undone")
@@ -432,8 +434,9 @@ def _read_record3d(path: Path, stack: contextlib.ExitStack):
         times = np.arange(n) / float(fps) if fps > 0 else None
     K = _numbers(meta_file, meta.get("K"), (9,), "K").reshape(3, 3).T  # stored column-major
     size = (int(_numbers(meta_file, meta.get("w"), (), "w")), int(_numbers(meta_file, meta.get("h"), (), "h")))
-    log = MotionLog(meta_file, "record3d", times, frame_index=np.arange(n), poses=make_pose(quat_to_matrix(q), rows[:, 4:]),
-                    intrinsics={"fx": K[0, 0], "fy": K[1, 1], "cx": K[0, 2], "cy": K[1, 2]}, intrinsics_from=str(meta_file))
+    log = MotionLog(meta_file, "record3d", times, frame_index=np.arange(n),
+                    poses=make_pose(quat_to_matrix(q), rows[:, 4:]), intrinsics_from=str(meta_file),
+                    intrinsics={"fx": K[0, 0], "fy": K[1, 1], "cx": K[0, 2], "cy": K[1, 2]})
     return image_source(path, images), log, size
 
 
@@ -476,7 +479,8 @@ def _read_polycam(path: Path):
             M = [[j[f"t_{r}{k}"] for k in range(4)] for r in range(3)]
             values.append([j["fx"], j["fy"], j["cx"], j["cy"], j["width"], j["height"]])
         except KeyError as e:
-            raise UserError(f"{c}: no {e.args[0]} (expected Polycam's fx, fy, cx, cy, width, height, t_00..t_23)") from None
+            raise UserError(f"{c}: no {e.args[0]} (expected Polycam's fx, fy, cx, cy, width, height, "
+                            "t_00..t_23)") from None
         matrices.append(rigid(c, _numbers(c, M, (3, 4), "the camera transform t_00..t_23"), "the camera transform"))
         values[-1] = _numbers(c, values[-1], (6,), "the intrinsics")
     values = np.stack(values)
