@@ -55,7 +55,15 @@ from neuralworld.geometry import (OPENCV_TO_OPENGL_CAMERA, OPENCV_WORLD_TO_ZUP, 
                                   quat_to_matrix)
 
 FILE_FORMATS = ("kitti", "tum", "pose-csv", "actions")
-POSE_AXES = ("auto", "opencv", "kitti", "arkit")
+# Axes of poses written by other tools (`to_our_axes`): camera axes and world up of each.
+AXES = {
+    "opencv": "camera x right, y down, z forward; world z up (ours, TUM)",
+    "kitti": "camera x right, y down, z forward; world y down (KITTI; COLMAP's first camera)",
+    "arkit": "camera x right, y up, z back; world y up (ARKit, ARCore, Record3D, Polycam)",
+    "opengl": "camera x right, y up, z back; world z up (nerfstudio, instant-ngp, Blender)",
+    "opencv-yup": "camera x right, y down, z forward; world y up (Stray Scanner: ARKit's world)",
+}
+POSE_AXES = ("auto",) + tuple(AXES)
 DEFAULT_AXES = {"kitti": "kitti", "tum": "opencv", "pose-csv": "arkit"}
 
 _TIME_UNITS = {"": 1.0, "_s": 1.0, "_ms": 1e-3, "_us": 1e-6, "_ns": 1e-9}
@@ -78,6 +86,7 @@ class MotionLog:
     actions: np.ndarray | None = None  # (M, K)
     names: list[str] = field(default_factory=list)  # action names
     intrinsics: dict | None = None  # {"fx","fy","cx","cy"} at the source's size (KITTI calib.txt)
+    intrinsics_from: str | None = None  # the file the intrinsics came from
     pose_axes: str | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -213,7 +222,7 @@ def _check_finite(path: Path, values: np.ndarray, line_numbers) -> None:
 def _read_kitti(path: Path, lines, times_path) -> MotionLog:
     rows = _numbers(path, lines, 12, "KITTI: a row-major 3x4 pose per line")
     M = rows.reshape(-1, 3, 4)
-    log = MotionLog(path, "kitti", None, poses=make_pose(_orthonormal(M[:, :, :3]), M[:, :, 3]))
+    log = MotionLog(path, "kitti", None, poses=make_pose(orthonormal(M[:, :, :3]), M[:, :, 3]))
     times_path = Path(times_path) if times_path else path.with_name("times.txt")
     if times_path.is_file():
         log.times, log.times_path = read_times(times_path), times_path
@@ -221,7 +230,7 @@ def _read_kitti(path: Path, lines, times_path) -> MotionLog:
             raise UserError(f"{times_path}: {len(log.times)} times for the {len(rows)} poses of {path}")
     calib = path.with_name("calib.txt")
     if calib.is_file():
-        log.intrinsics = read_kitti_calib(calib)
+        log.intrinsics, log.intrinsics_from = read_kitti_calib(calib), str(calib)
     return log
 
 
@@ -237,7 +246,7 @@ def _quat_rotations(path: Path, q: np.ndarray) -> np.ndarray:
     return quat_to_matrix(q / norm[:, None])
 
 
-def _orthonormal(R: np.ndarray) -> np.ndarray:
+def orthonormal(R: np.ndarray) -> np.ndarray:
     """Nearest rotation matrices (text files round their entries)."""
     u, _, vt = np.linalg.svd(R)
     return u @ vt
@@ -347,14 +356,16 @@ def _read_csv(path: Path, lines: list[tuple[int, str]], motion_format: str) -> M
 
 
 def to_our_axes(poses: np.ndarray, axes: str) -> np.ndarray:
-    """Camera-to-world poses in a source's axes -> OpenCV camera axes in a z-up world."""
-    if axes == "kitti":  # OpenCV camera; world = first camera's frame, y down
+    """Camera-to-world poses in a source's axes (one of AXES) -> OpenCV camera axes in a z-up world."""
+    if axes not in AXES:
+        raise ValueError(f"unknown pose axes {axes!r}")
+    if axes in ("arkit", "opengl"):  # OpenGL camera (x right, y up, z back)
+        poses = change_camera(poses, OPENCV_TO_OPENGL_CAMERA)
+    if axes == "kitti":  # world = an OpenCV camera's frame, y down
         return change_world(poses, OPENCV_WORLD_TO_ZUP)
-    if axes == "arkit":  # OpenGL camera (x right, y up, z back); world y up
-        return change_world(change_camera(poses, OPENCV_TO_OPENGL_CAMERA), YUP_WORLD_TO_ZUP)
-    if axes == "opencv":
-        return poses
-    raise ValueError(f"unknown pose axes {axes!r}")
+    if axes in ("arkit", "opencv-yup"):  # world y up
+        return change_world(poses, YUP_WORLD_TO_ZUP)
+    return poses
 
 
 # ---------------------------------------------------------------- alignment

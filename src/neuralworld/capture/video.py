@@ -67,17 +67,23 @@ def open_source(path) -> Source:
     return _open_video(path)
 
 
-def _natural_key(p: Path):
-    return [int(s) if s.isdigit() else s.lower() for s in re.split(r"(\d+)", p.name)]
+def natural_key(p) -> list:
+    """Sort key of natural name order: frame2.png before frame10.png."""
+    return [int(s) if s.isdigit() else s.lower() for s in re.split(r"(\d+)", str(p))]
 
 
 def _open_images(path: Path) -> Source:
     images = sorted((p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
-                    key=_natural_key)
+                    key=natural_key)
     if not images:
         raise UserError(f"{path}: no images in this folder (expected {', '.join(sorted(IMAGE_SUFFIXES))} files)")
+    return image_source(path, images)
+
+
+def image_source(path: Path, images: list[Path]) -> Source:
+    """A source of the given image files in the given order (`path` names them in messages)."""
     first = _read_image(images[0])
-    return Source(path, "images", first.shape[1], first.shape[0], len(images), None, images=images)
+    return Source(Path(path), "images", first.shape[1], first.shape[0], len(images), None, images=list(images))
 
 
 def _read_image(path: Path) -> np.ndarray:
