@@ -4,8 +4,9 @@
 // Each step: read the controls, draw one U(0, 1) noise map per memory level, run the network
 // (ONNX Runtime Web: WebGPU when an adapter exists, else WebAssembly), draw the frame, push it
 // into the memory pyramid (memory.js, the same rule as Python). One inference is in flight at a
-// time; world time advances min(1/15 s, real time) per step, rounded to 1/60 s, at most 60 steps
-// per second. `window.nw` exposes a small hook for tests (see the end of this file).
+// time; world time advances by the time step the world was trained on that fits the real time
+// passed (timeStep), never faster than its smallest step. `window.nw` exposes a small hook for
+// tests (see the end of this file).
 
 import { Memory, quantize8 } from './memory.js';
 import { Input, attachStick, makeDriver } from './controls.js';
@@ -129,7 +130,10 @@ function drawNoise() {
 async function worldStep(controls, noise) {
   const { ort, meta, memory } = state;
   const t0 = performance.now();
-  const feeds = { controls: new ort.Tensor('float32', Float32Array.from(controls), [1, controls.length]) };
+  // within the ranges the world was trained on, as World.step keeps them
+  const ranges = meta.controls.ranges;
+  const c = Float32Array.from(controls, (v, i) => Math.min(ranges[i][1], Math.max(ranges[i][0], v)));
+  const feeds = { controls: new ort.Tensor('float32', c, [1, c.length]) };
   meta.memory.sizes.forEach(([h, w], i) => {
     // memory changes only after the run has finished (one inference in flight), so no copy
     feeds[`memory_${i}`] = new ort.Tensor('float32', memory.levels[i], [1, 3 * meta.memory.frames[i], h, w]);
@@ -143,7 +147,7 @@ async function worldStep(controls, noise) {
   const t2 = performance.now();
   draw(frame);
   state.lastFrame = frame;
-  state.lastControls = Array.from(controls);
+  state.lastControls = Array.from(c);
   state.frames += 1;
   state.inferMs = t1 - t0;
   state.pushMs = t2 - t1;
@@ -181,14 +185,25 @@ async function advance(dt) {
   }
 }
 
+// The step the world is asked for after `elapsed` seconds of real time: the largest time step
+// it was trained on not above it, the smallest when less time has passed (player.py,
+// trained_time_step); worlds that list none: min(1/15 s, elapsed) rounded to 1/60 s.
+function timeStep(elapsed) {
+  const steps = state.meta.controls.time_steps || [];
+  if (!steps.length) return Math.max(1, Math.round(Math.min(1 / 15, elapsed) * 60)) / 60;
+  const fit = steps.filter((t) => t <= elapsed + 1e-3);
+  return fit.length ? Math.max(...fit) : Math.min(...steps);
+}
+
 function tick(now) {
   requestAnimationFrame(tick);
   if (!state.session || state.paused || state.inFlight) return;
   const elapsed = (now - state.lastStep) / 1000;
-  if (elapsed < 1 / 60 - 0.002) return; // at most 60 steps per second
+  const steps = state.meta.controls.time_steps || [];
+  // no faster than the world's smallest trained step (without one: 60 steps per second)
+  if (elapsed < (steps.length ? Math.min(...steps) : 1 / 60) - 0.002) return;
   state.lastStep = now;
-  const dt = Math.max(1, Math.round(Math.min(1 / 15, elapsed) * 60)) / 60;
-  advance(dt);
+  advance(timeStep(elapsed));
 }
 
 // ---------------------------------------------------------------- badge, overlay, buttons
@@ -257,7 +272,7 @@ function wireUi() {
     if (e.code === 'KeyR') window.nw.reset();
     else if (e.code === 'KeyP') togglePause();
     else if (e.code === 'KeyO') toggleOverlay();
-    else if (e.code === 'Period' && state.paused && !state.inFlight && state.session) advance(1 / 15);
+    else if (e.code === 'Period' && state.paused && !state.inFlight && state.session) advance(timeStep(1 / 15));
     else return;
     e.preventDefault();
   });
@@ -325,7 +340,7 @@ window.nw = {
     await idle();
     state.inFlight = true;
     try {
-      const c = controls || state.driver.step(state.input.read(), 1 / 15);
+      const c = controls || state.driver.step(state.input.read(), timeStep(1 / 15));
       return toUint8HWC(await worldStep(c, noise || drawNoise()));
     } finally {
       state.inFlight = false;
