@@ -1,4 +1,5 @@
-"""`neuralworld export`: ONNX names and shapes, parity with PyTorch, float16 weights, the web folder."""
+"""`neuralworld export`: the step models (float32, int8, float16), their names and shapes, parity and
+quality against PyTorch, the options, the web folder."""
 
 import json
 
@@ -30,56 +31,144 @@ def exported(tmp_path_factory):
 def test_web_folder_holds_everything_the_page_needs(exported):
     world, web = exported
     page = json.loads((web / "world.json").read_text())
-    for name in export.PLAYER_FILES + ["model.onnx", "start_frames.bin", "ort/ort.wasm.min.mjs", "ort/ort-wasm-simd-threaded.wasm"]:
+    for name in export.PLAYER_FILES + ["model.onnx", "model.int8.onnx", "model.f16.onnx", "start_memory.bin",
+                                       "ort/ort.wasm.min.mjs", "ort/ort-wasm-simd-threaded.wasm"]:
         assert (web / name).is_file(), name
     assert page["format"] == export.WEB_FORMAT and page["exporter"] == "dynamo"
     assert page["height"] == HEIGHT and page["width"] == WIDTH
     assert page["memory"]["frames"] == [4, 8, 16] and page["memory"]["sizes"] == [[32, 32], [8, 8], [2, 2]]
     assert page["controls"]["names"][15] == "valid" and len(page["controls"]["mean"]) == 16
-    assert page["parity_max_abs_error"] < export.PARITY_TOLERANCE
-    # the service worker's list names every file of the folder
+    # one model per backend: int8 for WebAssembly, float32 and float16 for WebGPU
+    assert page["backends"] == {"wasm": "model.int8.onnx", "webgpu": "model.onnx", "webgpu-f16": "model.f16.onnx"}
+    assert page["models"]["model.onnx"]["parity"]["max_levels"] <= export.PARITY_LEVELS
+    for name in ("model.int8.onnx", "model.f16.onnx"):
+        assert page["models"][name]["psnr_db"] >= export.QUALITY_MIN_DB
+    # offline: the service worker caches the page, the page its backend's model and runtime; that is every file
     files = {p.relative_to(web).as_posix() for p in web.rglob("*") if p.is_file()}
-    assert files <= set(page["files"])
-    frames = np.fromfile(web / "start_frames.bin", np.uint8).reshape(page["start_frames"]["shape"])
-    np.testing.assert_array_equal(frames, np.load(world / "start_frames.npy"))
+    listed = {f for group in page["files"].values() for f in group}
+    assert {f for f in files if not f.startswith("ort/")} <= listed
+    assert "ort/ort-wasm-simd-threaded.wasm" in page["files"]["wasm"] and "model.int8.onnx" in page["files"]["wasm"]
+    assert all((web / f).is_file() for f in listed - {"./"})
+    # the memory after the start frames, as the model's memory inputs hold it (8-bit values)
+    w = World.load(world)
+    data = np.fromfile(web / "start_memory.bin", np.uint8)
+    levels = np.split(data, np.cumsum([np.prod(s) for s in page["start_memory"]["shapes"]])[:-1])
+    for level, expected, shape in zip(levels, w.memory, page["start_memory"]["shapes"]):
+        np.testing.assert_array_equal(level.reshape(shape).astype(np.float32) / np.float32(255), expected[0].numpy())
     assert export.is_current(world, web)
 
 
 def test_onnx_names_shapes_and_opset(exported):
     _, web = exported
-    model = onnx.load(web / "model.onnx")
-    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
-    dims = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input}
-    assert dims == {"controls": [1, 16], "memory_0": [1, 12, 32, 32], "memory_1": [1, 24, 8, 8],
-                    "memory_2": [1, 48, 2, 2], "noise_0": [1, 1, 32, 32], "noise_1": [1, 1, 8, 8],
-                    "noise_2": [1, 1, 2, 2]}
-    assert [o.name for o in model.graph.output] == ["frame"]
-    assert [d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim] == [1, 3, 32, 32]
+    for name in ("model.onnx", "model.int8.onnx", "model.f16.onnx"):
+        model = onnx.load(web / name)
+        assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
+        dims = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input}
+        assert dims == {"controls": [1, 16], "memory_0": [1, 12, 32, 32], "memory_1": [1, 24, 8, 8],
+                        "memory_2": [1, 48, 2, 2], "noise_0": [1, 1, 32, 32], "noise_1": [1, 1, 8, 8],
+                        "noise_2": [1, 1, 2, 2]}, name
+        assert all(i.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for i in model.graph.input)
+        outputs = {o.name: ([d.dim_value for d in o.type.tensor_type.shape.dim], o.type.tensor_type.elem_type)
+                   for o in model.graph.output}
+        assert outputs == {"frame": ([1, 32, 32, 4], onnx.TensorProto.UINT8),
+                           "new_memory_0": ([1, 12, 32, 32], onnx.TensorProto.FLOAT),
+                           "new_memory_1": ([1, 24, 8, 8], onnx.TensorProto.FLOAT),
+                           "new_memory_2": ([1, 48, 2, 2], onnx.TensorProto.FLOAT)}, name
 
 
-def test_onnxruntime_matches_the_world_on_new_inputs(exported):
+def rollout_onnx(path, world, steps, seed=5):
+    """Frames and memory of `steps` steps of an exported step model in onnxruntime, each step's
+    new memory fed back, from the world's start memory; and the same in Python's World."""
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    world.reset()
+    memory = [m.numpy() for m in world.memory]
+    rng = np.random.default_rng(seed)
+    sizes = world.layout.sizes(world.height, world.width)
+    got, expected = [], []
+    for _ in range(steps):
+        controls = world.schema.clip(np.array(world.schema.mean) + rng.normal(size=world.schema.dim) * 0.3)[None]
+        noise = [rng.random((1, 1, h, w), dtype=np.float32) for h, w in sizes]
+        out = session.run(None, dict(zip(export.input_names(len(sizes)), [controls, *memory, *noise])))
+        got.append(out[0][0])
+        memory = out[1:]
+        expected.append(world.step(controls[0], noise=noise))
+    return np.stack(got), memory, np.stack(expected)
+
+
+def test_the_model_steps_the_world_frame_for_frame(exported):
+    """model.onnx is engine.step: its frames and memory, fed back step after step, are World's."""
     world_dir, web = exported
     world = World.load(world_dir)
-    session = ort.InferenceSession(str(web / "model.onnx"), providers=["CPUExecutionProvider"])
-    inputs = export.parity_inputs(world.layout, HEIGHT, WIDTH, world.schema, seed=42)
-    with torch.no_grad():
-        expected = world.net(inputs[0], inputs[1:4], inputs[4:]).numpy()
-    got = session.run(["frame"], dict(zip(export.input_names(3), (t.numpy() for t in inputs))))[0]
-    assert np.abs(got - expected).max() < 1e-3
-    assert expected.std() > 0.01  # a network that draws something, so the comparison means something
+    got, memory, expected = rollout_onnx(web / "model.onnx", world, steps=6)
+    assert (got[..., 3] == 255).all()
+    assert np.abs(got[..., :3].astype(int) - expected).max() <= 1
+    for level, (m, py) in enumerate(zip(memory, world.memory)):
+        assert np.abs(m - py.numpy()).max() <= 1 / 255 + 1e-6, level
+    assert expected.std() > 5 and np.abs(expected[-1].astype(int) - world.start_frames[-1]).mean() > 2  # it changes
 
 
-def test_fp16_halves_the_model_and_keeps_parity(exported, tmp_path):
+def test_int8_model_keeps_the_memory_rule_and_the_picture(exported):
+    """Convolutions in int8 (QDQ around Conv, int8 weights), the memory update left exact: the
+    new memory is the old one shifted with the 8-bit frame in, and the frames stay within
+    QUALITY_MIN_DB of float32."""
+    world_dir, web = exported
+    model = onnx.load(web / "model.int8.onnx")
+    ops = {n.op_type for n in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv", "AveragePool", "Round"} <= ops
+    quantized = {n.input[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    int8 = [i for i in model.graph.initializer if i.data_type == onnx.TensorProto.INT8 and i.name in quantized]
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    assert len(int8) == len(convs)  # every convolution's weights
+    assert (web / "model.int8.onnx").stat().st_size < 0.75 * (web / "model.onnx").stat().st_size  # 0.3 for forest
+    world = World.load(world_dir)
+    got, memory, expected = rollout_onnx(web / "model.int8.onnx", world, steps=1)
+    start = [m.numpy() for m in World.load(world_dir).memory]
+    np.testing.assert_array_equal(memory[0][:, :-3], start[0][:, 3:])  # the oldest frame dropped, the rest kept
+    np.testing.assert_array_equal(memory[0][0, -3:], got[0, :, :, :3].transpose(2, 0, 1) / np.float32(255))
+    for m in memory:
+        np.testing.assert_array_equal(np.round(m * 255) / np.float32(255), m)  # 8-bit values
+    mse = np.mean((got[..., :3].astype(float) - expected) ** 2)
+    assert 10 * np.log10(255 ** 2 / max(mse, 1e-12)) >= export.QUALITY_MIN_DB
+
+
+def test_float16_model_computes_in_float16(exported):
+    _, web = exported
+    model = onnx.load(web / "model.f16.onnx")
+    weights = {n.input[1] for n in model.graph.node if n.op_type == "Conv"}
+    assert {i.data_type for i in model.graph.initializer if i.name in weights} == {onnx.TensorProto.FLOAT16}
+    assert (web / "model.f16.onnx").stat().st_size < 0.85 * (web / "model.onnx").stat().st_size  # 0.5 for forest
+
+
+def test_fp16_weights_halve_the_model(exported, tmp_path):
     world, web = exported
-    out = export.export_world(world, tmp_path / "web16", fp16=True)
+    out = export.export_world(world, tmp_path / "web16", fp16=True, webgpu_f16=False)
     page = json.loads((out / "world.json").read_text())
-    assert page["fp16_weights"] and page["parity_max_abs_error"] < export.FP16_PARITY_TOLERANCE
+    info = page["models"]["model.onnx"]
+    assert info["weights"] == "float16" and info["psnr_db"] >= export.QUALITY_MIN_DB
     model = onnx.load(out / "model.onnx")
     weight_bytes = lambda m: sum(len(i.raw_data) for i in m.graph.initializer)  # noqa: E731
     assert weight_bytes(model) < 0.55 * weight_bytes(onnx.load(web / "model.onnx"))
-    assert (out / "model.onnx").stat().st_size < (web / "model.onnx").stat().st_size
     assert {i.name: i.type.tensor_type.elem_type for i in model.graph.input}["controls"] == onnx.TensorProto.FLOAT
     assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer)
+
+
+def test_options_choose_the_models(exported, tmp_path, capsys):
+    world, _ = exported
+    out = tmp_path / "web"
+    assert main(["export", str(world), "-o", str(out), "--wasm", "float32", "--no-webgpu-f16"]) == 0
+    page = json.loads((out / "world.json").read_text())
+    assert page["backends"] == {"wasm": "model.onnx", "webgpu": "model.onnx"}
+    assert sorted(p.name for p in out.glob("*.onnx")) == ["model.onnx"]
+    assert "wasm" in capsys.readouterr().out
+
+
+def test_a_quantized_model_that_costs_quality_is_left_out(exported, tmp_path, monkeypatch, capsys):
+    world, _ = exported
+    monkeypatch.setattr(export, "QUALITY_MIN_DB", 200.0)  # nothing short of identical frames passes
+    out = export.export_world(world, tmp_path / "web", webgpu_f16=False)
+    page = json.loads((out / "world.json").read_text())
+    assert page["backends"]["wasm"] == "model.onnx" and not (out / "model.int8.onnx").exists()
+    assert "model.int8.onnx is left out" in capsys.readouterr().out
 
 
 def test_parity_failure_is_loud():
@@ -88,9 +177,9 @@ def test_parity_failure_is_loud():
     layout = net_a.config.layout
     model, _ = export.export_onnx(net_a, layout, HEIGHT, WIDTH, schema)
     inputs = [export.parity_inputs(layout, HEIGHT, WIDTH, schema, seed=0)]
-    assert export.check_parity(net_a, model, inputs, 1e-3) < 1e-3
+    assert export.check_parity(net_a, model, inputs)["max_levels"] <= export.PARITY_LEVELS
     with pytest.raises(UserError, match="differs from PyTorch"):
-        export.check_parity(net_b, model, inputs, 1e-3)
+        export.check_parity(net_b, model, inputs)
 
 
 def test_missing_runtime_names_the_command(monkeypatch, tmp_path):
@@ -107,9 +196,9 @@ def test_refuses_a_foreign_folder_and_replaces_an_old_export(exported, tmp_path)
     assert main(["export", str(world), "-o", str(foreign)]) == 2
     assert (foreign / "notes.txt").read_text() == "keep"
     out = tmp_path / "web"
-    export.export_world(world, out)
+    export.export_world(world, out, wasm="float32", webgpu_f16=False)
     (out / "stray.txt").write_text("old")
-    export.export_world(world, out)  # an earlier export is replaced without --force
+    export.export_world(world, out, wasm="float32", webgpu_f16=False)  # an earlier export is replaced without --force
     assert not (out / "stray.txt").exists() and (out / "model.onnx").is_file()
 
 
@@ -117,7 +206,7 @@ def test_staleness_follows_the_weights(exported, tmp_path):
     world, web = exported
     copy = tmp_path / "world"
     World.load(world).save(copy)
-    export.export_world(copy)
+    export.export_world(copy, wasm="float32", webgpu_f16=False)
     assert export.is_current(copy, copy / "web")
     w = World.load(copy)
     with torch.no_grad():
@@ -128,8 +217,8 @@ def test_staleness_follows_the_weights(exported, tmp_path):
 
 def test_export_of_an_action_world(tmp_path):
     world = save_world(tmp_path / "car", action_schema())
-    web = export.export_world(world, fp16=False)
+    web = export.export_world(world, webgpu_f16=False)
     page = json.loads((web / "world.json").read_text())
     assert page["controls"]["kind"] == "actions" and page["controls"]["names"] == ["steering", "throttle"]
     assert page["controls"]["ranges"] == [[-0.7, 0.6], [0.4, 1.0]]
-    assert len(start_frames()) == page["start_frames"]["count"]
+    assert len(start_frames()) == page["start_frames"] and page["backends"]["wasm"] == "model.int8.onnx"

@@ -1,25 +1,37 @@
 """`neuralworld export`: a world as ONNX plus everything the browser player needs.
 
-The network goes out through PyTorch's dynamo exporter (torch.export -> ONNX, opset 18)
-with fixed shapes, batch 1, and the input and output names the player uses: inputs `controls` (1, C),
-`memory_0`..`memory_{L-1}`, `noise_0`..`noise_{L-1}`, output `frame` (1, 3, H, W).
-Before anything is written, onnxruntime runs the model on fixed inputs and its frame is
-compared with PyTorch's; a difference over PARITY_TOLERANCE stops the export.
+The page runs one model per step: the world's rollout step itself (engine.step, PlayerStep
+below), exported through PyTorch's dynamo exporter (torch.export -> ONNX, opset 18) with fixed
+shapes, batch 1 and the names the player uses:
+  inputs   controls (1, C), memory_0..memory_{L-1}, noise_0..noise_{L-1} (float32)
+  outputs  frame (1, H, W, 4) uint8 RGBA, the picture to draw (memory.newest_frame, opaque)
+           new_memory_0..new_memory_{L-1}, the memory with the frame pushed in (model/memory.push)
+The page feeds each step's new memory back in: it runs no per-pixel JavaScript, and on WebGPU the
+memory never leaves the device. Before anything is written, onnxruntime runs each model on fixed
+inputs against PyTorch: the float32 model must give the same memory (to one 8-bit level where a
+value sits on a rounding boundary), the others must keep one-step PSNR >= QUALITY_MIN_DB.
+
+One model per backend (world.json "backends" says which file each runs):
+  wasm        model.int8.onnx  convolutions in int8 (quantize.py); float32 with --wasm float32
+  webgpu      model.onnx       float32 (also the reference for parity)
+  webgpu-f16  model.f16.onnx   float16 arithmetic, for adapters with shader-f16 (--no-webgpu-f16: none)
 
 The web folder (default WORLD/web) is a static site that any file server can serve:
-  index.html style.css player.js memory.js controls.js sw.js   the player (web/ in this package)
-  ort/                                                       ONNX Runtime Web, from npm
-  model.onnx                                                 the network
-  world.json                                                 what the page needs of the world
-  start_frames.bin                                           (K, H, W, 3) uint8 real frames, raw
+  index.html style.css player.js world.js worker.js controls.js memory.js sw.js   the player (web/)
+  ort/                  ONNX Runtime Web, from npm
+  model*.onnx           the models above
+  world.json            what the page needs of the world
+  start_memory.bin      the memory after the world's start frames (memory_from_frames), uint8
+                        levels one after another, each (3 n_i, h_i, w_i): value = byte / 255
 
-The player follows the reference system's demo (Ollin Boer Bohan, "World Emulation via
-Neural Network", 2025), which ran its world with ONNX Runtime Web in the page.
+The player follows the reference system's demo (Ollin Boer Bohan, "World Emulation via Neural
+Network", 2025), which ran its world with ONNX Runtime Web in the page.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import io
 import json
@@ -32,41 +44,77 @@ import numpy as np
 import torch
 from torch import nn
 
-from neuralworld import __version__
+from neuralworld import __version__, engine, quantize
 from neuralworld.controls import ControlSchema
 from neuralworld.engine import draw_noise
 from neuralworld.errors import UserError
 from neuralworld.fileio import atomic_dir
-from neuralworld.model.memory import MemoryLayout, memory_from_frames, quantize8
+from neuralworld.model.memory import MemoryLayout, memory_from_frames, newest_frame, quantize8
 from neuralworld.player import RULES
 from neuralworld.world import World, frames_to_tensor
 
 WEB_FORMAT = "neuralworld-web"
-WEB_VERSION = 1
+WEB_VERSION = 2
 OPSET = 18
 WEB_SOURCE = Path(__file__).parent / "web"
 RUNTIME_DIR = WEB_SOURCE / "ort"  # filled by scripts/fetch-web-runtime.sh
-PLAYER_FILES = ["index.html", "style.css", "player.js", "memory.js", "controls.js", "sw.js"]
-PARITY_TOLERANCE = 1e-3  # max abs error on frames in [0, 1], float32 weights
-# float16 weights round each weight to 11 significant bits (relative error up to 2^-11); through
-# a few layers that moves output pixels by up to about a hundredth, still under one 8-bit level
-# in most pixels. Computation stays float32: only the stored weights are halved.
-FP16_PARITY_TOLERANCE = 2e-2
+PLAYER_FILES = ["index.html", "style.css", "player.js", "world.js", "worker.js", "controls.js", "memory.js", "sw.js"]
+# the runtime files each backend loads (ort.*.min.mjs imports its .mjs/.wasm pair)
+RUNTIME_OF = {"wasm": ["ort.wasm.min.mjs", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm"],
+              "webgpu": ["ort.webgpu.min.mjs", "ort-wasm-simd-threaded.asyncify.mjs",
+                         "ort-wasm-simd-threaded.asyncify.wasm"]}
+PARITY_LEVELS = 1  # float32 model: memory values within one 8-bit level of PyTorch's ...
+PARITY_SHARE = 1e-3  # ... and at most this share of them off by that level (values on a rounding boundary)
+QUALITY_MIN_DB = quantize.QUALITY_MIN_DB
 
 
 def input_names(levels: int) -> list[str]:
     return ["controls"] + [f"memory_{i}" for i in range(levels)] + [f"noise_{i}" for i in range(levels)]
 
 
-class _FlatInputs(nn.Module):
-    """forward(controls, memory_0.., noise_0..) -> frame: the network with one named input per tensor."""
+def output_names(levels: int) -> list[str]:
+    return ["frame"] + [f"new_memory_{i}" for i in range(levels)]
 
-    def __init__(self, net: nn.Module, levels: int):
+
+class PlayerStep(nn.Module):
+    """engine.step as one graph: forward(controls, memory_0.., noise_0..) -> (frame (1, H, W, 4)
+    uint8 RGBA, new_memory_0..). The frame is the one World.step returns (memory.newest_frame),
+    with an opaque alpha channel so that the page can draw it as it comes."""
+
+    def __init__(self, net: nn.Module, layout: MemoryLayout):
         super().__init__()
-        self.net, self.levels = net, levels
+        self.net, self.layout = net, layout
+
+    def forward(self, controls, *tensors):
+        levels = len(self.layout.frames)
+        _, memory = engine.step(self.net, list(tensors[:levels]), controls, list(tensors[levels:]), self.layout)
+        rgb = newest_frame(memory)  # (1, H, W, 3) uint8
+        return torch.cat([rgb, torch.full_like(rgb[..., :1], 255)], dim=-1), *memory
+
+
+class NetworkOnly(nn.Module):
+    """forward(controls, memory_0.., noise_0..) -> frame (1, 3, H, W) float: the network alone,
+    its memory updated outside (by web/memory.js; `neuralworld bench` measures what that costs)."""
+
+    def __init__(self, net: nn.Module, layout: MemoryLayout):
+        super().__init__()
+        self.net, self.levels = net, len(layout.frames)
 
     def forward(self, controls, *tensors):
         return self.net(controls, list(tensors[:self.levels]), list(tensors[self.levels:]))
+
+
+class Float16(nn.Module):
+    """A network computing in float16 behind float32 inputs and outputs (the memory and its
+    8-bit rule stay float32 around it)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net, self.config = net.half(), net.config
+
+    def forward(self, controls, memory, noise):
+        half = lambda ts: [t.half() for t in ts]  # noqa: E731
+        return self.net(controls.half(), half(memory), half(noise)).float()
 
 
 def parity_inputs(layout: MemoryLayout, height: int, width: int, schema: ControlSchema, seed: int,
@@ -85,13 +133,15 @@ def parity_inputs(layout: MemoryLayout, height: int, width: int, schema: Control
     return [controls, *memory, *draw_noise(g, sizes)]
 
 
-def export_onnx(net: nn.Module, layout: MemoryLayout, height: int, width: int, schema: ControlSchema) -> tuple[bytes, str]:
-    """The network as ONNX bytes with the player's input names and fixed batch-1 shapes, and the
-    exporter that made it ("dynamo", or "torchscript" when dynamo failed, which is printed)."""
+def export_onnx(net: nn.Module, layout: MemoryLayout, height: int, width: int, schema: ControlSchema,
+                step: bool = True) -> tuple[bytes, str]:
+    """The player's step (PlayerStep; with step=False the network alone, NetworkOnly) as ONNX
+    bytes with fixed batch-1 shapes, and the exporter that made it ("dynamo", or "torchscript"
+    when dynamo failed, which is printed)."""
     levels = len(layout.frames)
-    flat = _FlatInputs(net, levels).eval()
+    flat = (PlayerStep if step else NetworkOnly)(net, layout).eval()
     args = tuple(parity_inputs(layout, height, width, schema, seed=0))
-    names = dict(input_names=input_names(levels), output_names=["frame"])
+    names = dict(input_names=input_names(levels), output_names=output_names(levels) if step else ["frame"])
     quiet = logging.getLogger("torch.onnx")  # it warns about torchvision ops this network never uses
     level = quiet.level
     quiet.setLevel(logging.ERROR)
@@ -137,27 +187,39 @@ def halve_weights(model_bytes: bytes) -> bytes:
     return model.SerializeToString()
 
 
-def check_parity(net: nn.Module, model_bytes: bytes, inputs_list: list[list[torch.Tensor]], tolerance: float,
-                 what: str = "model") -> float:
-    """Max abs difference between PyTorch's and onnxruntime's frames over the given inputs;
-    raises UserError when it is over `tolerance`."""
+def check_parity(net: nn.Module, model_bytes: bytes, inputs_list: list[list[torch.Tensor]],
+                 what: str = "model") -> dict:
+    """Run the step model in onnxruntime and PlayerStep in PyTorch on each inputs list: the new
+    memory must agree to PARITY_LEVELS 8-bit levels, with at most PARITY_SHARE of its values off
+    (a float difference of 1e-6 moves a value that sits on a rounding boundary), and the frame
+    must be the newest memory frame. Returns {"max_levels", "share"}; raises UserError otherwise."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
     levels = (len(names) - 1) // 2
-    worst = 0.0
+    step = PlayerStep(net, net.config.layout).eval()
+    worst, off, count = 0, 0, 0
     for inputs in inputs_list:
         with torch.no_grad():
-            expected = net(inputs[0], list(inputs[1:1 + levels]), list(inputs[1 + levels:])).numpy()
-        got = session.run(["frame"], {n: t.numpy() for n, t in zip(names, inputs)})[0]
-        if got.shape != expected.shape:
-            raise UserError(f"{what}: ONNX frame has shape {got.shape}, PyTorch {expected.shape} (report this as a bug)")
-        worst = max(worst, float(np.abs(got - expected).max()))
-    if not worst <= tolerance:  # also catches NaN
-        raise UserError(f"{what}: ONNX output differs from PyTorch by {worst:.3g} (max abs), over the tolerance "
-                        f"{tolerance:g}; the export is not trustworthy (report this as a bug)")
-    return worst
+            expected = [t.numpy() for t in step(*inputs)]
+        got = session.run(output_names(levels), {n: t.numpy() for n, t in zip(names, inputs)})
+        if [g.shape for g in got] != [e.shape for e in expected] or got[0].dtype != np.uint8:
+            raise UserError(f"{what}: ONNX outputs {[g.shape for g in got]} differ in shape or type from PyTorch's "
+                            f"{[e.shape for e in expected]} (report this as a bug)")
+        diffs = [np.abs(np.round(g * 255.0) - np.round(e * 255.0)) for g, e in zip(got[1:], expected[1:])]
+        worst = max([worst] + [float(d.max()) for d in diffs])
+        off += sum(int((d > 0).sum()) for d in diffs)
+        count += sum(d.size for d in diffs)
+        newest = np.round(got[1][0, -3:] * 255.0).transpose(1, 2, 0)  # (H, W, 3) the frame memory holds
+        if not np.array_equal(got[0][0, :, :, :3], newest) or not (got[0][..., 3] == 255).all():
+            raise UserError(f"{what}: the ONNX frame is not its newest memory frame (report this as a bug)")
+    share = off / max(count, 1)
+    if not (worst <= PARITY_LEVELS and share <= PARITY_SHARE):
+        raise UserError(f"{what}: ONNX memory differs from PyTorch's by up to {worst:g} 8-bit levels in "
+                        f"{100 * share:.3g}% of values (allowed: {PARITY_LEVELS} in {100 * PARITY_SHARE:g}%); "
+                        "the export is not trustworthy (report this as a bug)")
+    return {"max_levels": worst, "share": share}
 
 
 def runtime_files() -> list[Path]:
@@ -205,11 +267,27 @@ def _is_previous_export(path: Path) -> bool:
         return False
 
 
+def _reduced(name: str, model: bytes, reference: bytes, held_out, names, what: str) -> dict | None:
+    """{"psnr_db"} of a reduced-precision model against the float32 one, or None (with a note)
+    when it costs more quality than QUALITY_MIN_DB allows."""
+    db = quantize.quality(model, reference, held_out, names)
+    if db < QUALITY_MIN_DB:
+        print(f"export: {what}: one-step PSNR against float32 is {db:.1f} dB, under {QUALITY_MIN_DB:g} dB; "
+              f"{name} is left out")
+        return None
+    return {"psnr_db": round(min(db, 100.0), 2)}  # 100: the same frames (JSON has no infinity)
+
+
 def export_network(net: nn.Module, out_dir: Path, *, layout: MemoryLayout, height: int, width: int,
-                   schema: ControlSchema, start_frames: np.ndarray, fp16: bool = False, force: bool = False,
-                   meta: dict | None = None) -> Path:
+                   schema: ControlSchema, start_frames: np.ndarray, fp16: bool = False, wasm: str = "int8",
+                   webgpu_f16: bool = True, force: bool = False, meta: dict | None = None,
+                   extra_models: dict[str, tuple[bytes, dict]] | None = None) -> Path:
     """Export any network with the WorldNet signature and write the web folder `out_dir`.
 
+    fp16: store model.onnx's weights as float16 (half its download, float32 arithmetic).
+    wasm: "int8" (model.int8.onnx, when it keeps the quality) or "float32" (model.onnx).
+    webgpu_f16: also write model.f16.onnx (float16 arithmetic) for WebGPU adapters with shader-f16.
+    extra_models: more files {name: (bytes, description)} for the page's ?model= (benchmarks).
     A folder that holds an earlier export is replaced; anything else needs force=True."""
     out_dir = Path(out_dir)
     net = net.eval()
@@ -217,14 +295,39 @@ def export_network(net: nn.Module, out_dir: Path, *, layout: MemoryLayout, heigh
     start_frames = np.ascontiguousarray(start_frames, dtype=np.uint8)
     if start_frames.ndim != 4 or start_frames.shape[1:] != (height, width, 3):
         raise UserError(f"start frames: expected (K, {height}, {width}, 3) uint8, got {start_frames.shape}")
+    if wasm not in ("int8", "float32"):
+        raise UserError(f"wasm={wasm!r}: expected int8 or float32")
+    names = input_names(len(layout.frames))
 
-    model_bytes, exporter = export_onnx(net, layout, height, width, schema)
+    float32, exporter = export_onnx(net, layout, height, width, schema)
     checks = [parity_inputs(layout, height, width, schema, seed) for seed in (1, 2)]
     checks.append(parity_inputs(layout, height, width, schema, 3, start_frames))
-    error = check_parity(net, model_bytes, checks, PARITY_TOLERANCE, what=f"{out_dir} (float32)")
+    models = {"model.onnx": (float32, {"precision": "float32",
+                                       "parity": check_parity(net, float32, checks, f"{out_dir} (float32)")})}
+    # what the page will feed the model: calibration for int8, and unseen inputs to measure quality
+    played = quantize.played_inputs(net, layout, schema, start_frames)
+    calibration, held_out = played[::quantize.CALIBRATION_EVERY], played[2::quantize.CALIBRATION_EVERY]
     if fp16:
-        model_bytes = halve_weights(model_bytes)
-        error = check_parity(net, model_bytes, checks, FP16_PARITY_TOLERANCE, what=f"{out_dir} (float16 weights)")
+        halved = halve_weights(float32)
+        kept = _reduced("model.onnx", halved, float32, held_out, names, f"{out_dir} (float16 weights)")
+        if kept is None:
+            raise UserError(f"{out_dir}: float16 weights cost too much quality; export without --fp16")
+        models["model.onnx"] = (halved, {"precision": "float32", "weights": "float16", **kept})
+    backends = {"wasm": "model.onnx", "webgpu": "model.onnx"}
+    if wasm == "int8":
+        int8 = quantize.quantize_int8(float32, calibration, names)
+        kept = _reduced("model.int8.onnx", int8, float32, held_out, names, f"{out_dir} (int8)")
+        if kept is not None:
+            models["model.int8.onnx"] = (int8, {"precision": "int8", **kept})
+            backends["wasm"] = "model.int8.onnx"
+    if webgpu_f16:
+        f16, _ = export_onnx(Float16(copy.deepcopy(net)), layout, height, width, schema)
+        kept = _reduced("model.f16.onnx", f16, float32, held_out, names, f"{out_dir} (float16)")
+        if kept is not None:
+            models["model.f16.onnx"] = (f16, {"precision": "float16", **kept})
+            backends["webgpu-f16"] = "model.f16.onnx"
+    models.update(extra_models or {})
+    start_memory = memory_from_frames(frames_to_tensor(start_frames[None]), layout)
 
     page = {
         "format": WEB_FORMAT,
@@ -236,13 +339,15 @@ def export_network(net: nn.Module, out_dir: Path, *, layout: MemoryLayout, heigh
         "controls": schema.to_json(),
         "player_rules": RULES.to_json(),
         "model": "model.onnx",
-        "inputs": input_names(len(layout.frames)),
-        "fp16_weights": fp16,
+        "models": {name: info for name, (_, info) in models.items()},
+        "backends": backends,
+        "inputs": names,
+        "outputs": output_names(len(layout.frames)),
         "exporter": exporter,
         "opset": OPSET,
-        "parity_max_abs_error": error,
-        "start_frames": {"file": "start_frames.bin", "count": int(len(start_frames)), "dtype": "uint8",
-                         "shape": list(start_frames.shape)},
+        "start_memory": {"file": "start_memory.bin", "dtype": "uint8", "scale": 255,
+                         "shapes": [list(m.shape[1:]) for m in start_memory]},
+        "start_frames": int(len(start_frames)),
         "player": player_fingerprint(),
     }
     force = force or _is_previous_export(out_dir)
@@ -252,21 +357,28 @@ def export_network(net: nn.Module, out_dir: Path, *, layout: MemoryLayout, heigh
         (tmp / "ort").mkdir()
         for p in ort_files:
             shutil.copyfile(p, tmp / "ort" / p.name)
-        (tmp / "model.onnx").write_bytes(model_bytes)
-        (tmp / "start_frames.bin").write_bytes(start_frames.tobytes())
-        # every file, for the service worker to cache for offline play (world.json included)
-        page["files"] = sorted(str(p.relative_to(tmp)) for p in tmp.rglob("*") if p.is_file()) + ["world.json", "./"]
+        for name, (data, _) in models.items():
+            (tmp / name).write_bytes(data)
+        (tmp / "start_memory.bin").write_bytes(b"".join(np.round(m.numpy() * 255.0).astype(np.uint8).tobytes()
+                                                        for m in start_memory))
+        # for offline play: the service worker caches "page" when it installs; the page caches the
+        # files of the backend it runs once they have loaded
+        runtime = {b: [f"ort/{f}" for f in RUNTIME_OF[b.split("-")[0]]] for b in backends}
+        page["files"] = {"page": PLAYER_FILES + ["start_memory.bin", "world.json", "./"],
+                         **{b: [model] + runtime[b] for b, model in backends.items()}}
         (tmp / "world.json").write_text(json.dumps(page, indent=2) + "\n")
     return out_dir
 
 
-def export_world(world_dir: Path, out_dir: Path | None = None, fp16: bool = False, force: bool = False) -> Path:
+def export_world(world_dir: Path, out_dir: Path | None = None, fp16: bool = False, wasm: str = "int8",
+                 webgpu_f16: bool = True, force: bool = False) -> Path:
     """Export the world folder `world_dir` to `out_dir` (default world_dir/web); returns out_dir."""
     world_dir = Path(world_dir)
     world = World.load(world_dir)
     out_dir = world_dir / "web" if out_dir is None else Path(out_dir)
     return export_network(world.net, out_dir, layout=world.layout, height=world.height, width=world.width,
-                          schema=world.schema, start_frames=world.start_frames, fp16=fp16, force=force,
+                          schema=world.schema, start_frames=world.start_frames, fp16=fp16, wasm=wasm,
+                          webgpu_f16=webgpu_f16, force=force,
                           meta={"name": world_dir.resolve().name, "preset": world.preset,
                                 "source": world_fingerprint(world_dir)})
 
@@ -275,18 +387,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("world", type=Path, help="world folder (made by `neuralworld train`)")
     parser.add_argument("-o", "--output", type=Path, default=None,
                         help="web folder to write (default: WORLD/web); an earlier export there is replaced")
+    parser.add_argument("--wasm", choices=["int8", "float32"], default="int8",
+                        help="the model the WebAssembly backend runs: int8 convolutions (model.int8.onnx, used "
+                             f"when its one-step PSNR against float32 is at least {QUALITY_MIN_DB:g} dB) or float32 "
+                             "(model.onnx)")
+    parser.add_argument("--no-webgpu-f16", dest="webgpu_f16", action="store_false",
+                        help="write no float16 model (model.f16.onnx, for WebGPU adapters with shader-f16)")
     parser.add_argument("--fp16", action="store_true",
-                        help="store the weights as float16 (half the download; arithmetic stays float32; "
-                             f"parity checked to {FP16_PARITY_TOLERANCE:g} instead of {PARITY_TOLERANCE:g})")
+                        help="store model.onnx's weights as float16 (half its download; arithmetic stays float32; "
+                             f"refused when one-step PSNR against float32 falls under {QUALITY_MIN_DB:g} dB)")
     parser.add_argument("--force", action="store_true",
                         help="replace the output folder even when it is not an earlier export")
 
 
 def run(args) -> int:
-    out = export_world(args.world, args.output, fp16=args.fp16, force=args.force)
+    out = export_world(args.world, args.output, fp16=args.fp16, wasm=args.wasm, webgpu_f16=args.webgpu_f16,
+                       force=args.force)
     page = json.loads((out / "world.json").read_text())
-    size = (out / "model.onnx").stat().st_size
-    print(f"exported {args.world} -> {out} ({page['exporter']} exporter, opset {page['opset']}, "
-          f"model {size / 1e6:.1f} MB, parity max abs error {page['parity_max_abs_error']:.2g})")
+    print(f"exported {args.world} -> {out} ({page['exporter']} exporter, opset {page['opset']})")
+    for backend, name in page["backends"].items():
+        info = page["models"][name]
+        quality = (f"parity with PyTorch: memory within {info['parity']['max_levels']:g} 8-bit level"
+                   if "parity" in info else f"one-step PSNR against float32 {info['psnr_db']:.1f} dB")
+        print(f"  {backend:<11} {name:<16} {info['precision']:<8} {(out / name).stat().st_size / 1e6:5.1f} MB  {quality}")
     print(f"play it: neuralworld play {args.world}   (or serve {out} with any static file server)")
     return 0

@@ -1,0 +1,107 @@
+"""int8 models for the browser's WebAssembly backend: static quantization with onnxruntime's tools.
+
+The exported step model (export.PlayerStep) is quantized in the QDQ format (QuantizeLinear /
+DequantizeLinear pairs around each quantized operator, which onnxruntime fuses into integer
+kernels such as QLinearConv): weights to int8 per output channel, activations to uint8 per
+tensor, with ranges calibrated (min-max) on what the page will feed the model: the world's own
+start frames, then its own frames as the float network plays them under the player's tour of
+moves (tour.tour_controls). After Jacob et al., "Quantization and Training of Neural Networks
+for Efficient Integer-Arithmetic-Only Inference" (CVPR 2018), as onnxruntime implements it
+(onnxruntime.quantization.quantize_static).
+
+Only convolutions are quantized. Everything else stays float32: the control MLP (a few hundred
+numbers), FiLM, activations and residual sums (integer versions of these elementwise operators
+were slower in the browser than their float ones, `neuralworld bench`), the clamp of the frame
+and the memory update, so that the memory keeps its exact 8-bit rule.
+
+`quality` measures what quantization costs: the one-step PSNR of the quantized model's frames
+against the float32 model's, on inputs the calibration did not see.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from neuralworld import engine
+from neuralworld.controls import ControlSchema
+from neuralworld.model.memory import MemoryLayout, memory_from_frames
+from neuralworld.tour import tour_controls
+
+CALIBRATION_STEPS = 96  # steps of the tour played by the float network (at 1/15 s: 6.4 s of moves)
+CALIBRATION_EVERY = 4  # every 4th step calibrates (24 inputs); the others measure quality
+QUALITY_MIN_DB = 40.0  # one-step PSNR against float32 below which a quantized model is not used
+
+
+def played_inputs(net, layout: MemoryLayout, schema: ControlSchema, start_frames: np.ndarray,
+                  steps: int = CALIBRATION_STEPS, seed: int = 0) -> list[list[torch.Tensor]]:
+    """The inputs (controls, memory_0.., noise_0..) of `steps` steps of the float network played
+    from the start frames under the player's tour (pose worlds walk, turn, look, strafe, back up;
+    action worlds steer and throttle), at the world's trained time step nearest 1/15 s."""
+    from neuralworld.player import PlayerState, trained_time_step
+    from neuralworld.world import frames_to_tensor
+
+    config = net.config
+    sizes = layout.sizes(config.height, config.width)
+    dt = trained_time_step(schema, 1 / 15)
+    controls, _, _ = tour_controls(schema, dt, steps, PlayerState.start().pose())  # from where the page starts
+    memory = memory_from_frames(frames_to_tensor(np.asarray(start_frames)[None]), layout)
+    generator = torch.Generator().manual_seed(seed)
+    out = []
+    with torch.no_grad():
+        for c in controls:
+            c = torch.as_tensor(schema.clip(c))[None]  # (1, C), as World.step and the page clip it
+            noise = engine.draw_noise(generator, sizes)
+            out.append([c, *memory, *noise])
+            _, memory = engine.step(net, memory, c, noise, layout)
+    return out
+
+
+def quantize_int8(model_bytes: bytes, calibration: list[list[torch.Tensor]], names: list[str],
+                  exclude: tuple[str, ...] = ()) -> bytes:
+    """The model with its convolutions quantized to int8 (QDQ), calibrated on `calibration`
+    (lists of input tensors in the order of `names`); nodes named in `exclude` stay float."""
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.items = iter([{n: t.numpy() for n, t in zip(names, inputs)} for inputs in calibration])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    with tempfile.TemporaryDirectory(prefix="neuralworld-int8-") as tmp:
+        source, prepared, out = (Path(tmp) / n for n in ("model.onnx", "prepared.onnx", "int8.onnx"))
+        source.write_bytes(model_bytes)
+        # shape inference and graph cleanup, as onnxruntime recommends before quantizing
+        quant_pre_process(os.fspath(source), os.fspath(prepared), skip_symbolic_shape=True)
+        quantize_static(os.fspath(prepared), os.fspath(out), Reader(), quant_format=QuantFormat.QDQ,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+                        op_types_to_quantize=["Conv"], nodes_to_exclude=list(exclude),
+                        calibrate_method=CalibrationMethod.MinMax)
+        return out.read_bytes()
+
+
+def psnr_db(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB between two uint8 images (inf when equal)."""
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
+
+
+def quality(model_bytes: bytes, reference_bytes: bytes, inputs: list[list[torch.Tensor]], names: list[str]) -> float:
+    """The worst one-step PSNR (dB) of the model's frames against the reference model's, over `inputs`."""
+    import onnxruntime as ort
+
+    sessions = [ort.InferenceSession(b, providers=["CPUExecutionProvider"]) for b in (model_bytes, reference_bytes)]
+    worst = float("inf")
+    for item in inputs:
+        feeds = {n: t.numpy() for n, t in zip(names, item)}
+        got, want = (s.run(["frame"], feeds)[0] for s in sessions)
+        worst = min(worst, psnr_db(got[..., :3], want[..., :3]))
+    return worst

@@ -1,0 +1,42 @@
+"""int8 for the WebAssembly backend: calibration inputs come from the world's own start frames and
+the player's moves, and quality is measured against the float32 model."""
+
+import numpy as np
+import pytest
+import torch
+
+from neuralworld import export, quantize
+from neuralworld.model.memory import memory_from_frames
+from neuralworld.world import frames_to_tensor
+
+from player_worlds import HEIGHT, WIDTH, pose_schema, random_world_net, start_frames
+
+
+@pytest.fixture(scope="module")
+def net():
+    return random_world_net(pose_schema(), seed=4)
+
+
+def test_calibration_plays_the_world_from_its_start_frames(net):
+    schema, layout, frames = pose_schema(), net.config.layout, start_frames()
+    played = quantize.played_inputs(net, layout, schema, frames, steps=60)
+    assert len(played) == 60
+    first = played[0]
+    for got, want in zip(first[1:1 + len(layout.frames)], memory_from_frames(frames_to_tensor(frames[None]), layout)):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)  # starts from the world's own frames
+    controls = np.stack([p[0][0].numpy() for p in played])
+    assert np.ptp(controls[:, 11], axis=0) > 0.05  # the tour walks (forward motion of the pose control)
+    assert not torch.equal(played[-1][1], first[1])  # and the memory follows the network's own frames
+
+
+def test_quality_is_psnr_against_the_reference(net):
+    schema, layout = pose_schema(), net.config.layout
+    model, _ = export.export_onnx(net, layout, HEIGHT, WIDTH, schema)
+    names = export.input_names(len(layout.frames))
+    played = quantize.played_inputs(net, layout, schema, start_frames(), steps=8)
+    assert quantize.quality(model, model, played, names) == float("inf")
+    int8 = quantize.quantize_int8(model, played[::2], names)
+    db = quantize.quality(int8, model, played[1::2], names)
+    assert quantize.QUALITY_MIN_DB <= db < float("inf")  # close, but not the same
+    a = np.zeros((4, 4, 3), np.uint8)
+    assert abs(quantize.psnr_db(a, a + 1) - 20 * np.log10(255)) < 1e-9
