@@ -9,7 +9,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from neuralworld import export
+from neuralworld import export, quantize
 from neuralworld.cli import main
 from neuralworld.errors import UserError
 from neuralworld.world import World
@@ -108,17 +108,19 @@ def test_the_model_steps_the_world_frame_for_frame(exported):
 
 
 def test_int8_model_keeps_the_memory_rule_and_the_picture(exported):
-    """Convolutions in int8 (QDQ around Conv, int8 weights), the memory update left exact: the
-    new memory is the old one shifted with the 8-bit frame in, and the frames stay within
-    QUALITY_MIN_DB of float32."""
+    """Convolutions below full resolution in int8 (QDQ around Conv, int8 weights), the channel
+    padding dropped, the memory update left exact: the new memory is the old one shifted with the
+    8-bit frame in, and the frames stay within QUALITY_MIN_DB of float32."""
     world_dir, web = exported
     model = onnx.load(web / "model.int8.onnx")
     ops = {n.op_type for n in model.graph.node}
-    assert {"QuantizeLinear", "DequantizeLinear", "Conv", "AveragePool", "Round"} <= ops
-    quantized = {n.input[0] for n in model.graph.node if n.op_type == "DequantizeLinear"}
-    int8 = [i for i in model.graph.initializer if i.data_type == onnx.TensorProto.INT8 and i.name in quantized]
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv", "AveragePool"} <= ops and "Pad" not in ops
+    int8 = {i.name for i in model.graph.initializer if i.data_type == onnx.TensorProto.INT8}
+    from_int8 = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in int8}
     convs = [n for n in model.graph.node if n.op_type == "Conv"]
-    assert len(int8) == len(convs)  # every convolution's weights
+    full = set(quantize.full_resolution_convs((web / "model.int8.onnx").read_bytes(), HEIGHT))
+    assert len(full) == 4 and len(convs) == 16  # level 0: stem, a block's two, the output
+    assert all((c.input[1] in from_int8) == (c.name not in full) for c in convs)
     assert (web / "model.int8.onnx").stat().st_size < 0.75 * (web / "model.onnx").stat().st_size  # 0.3 for forest
     world = World.load(world_dir)
     got, memory, expected = rollout_onnx(web / "model.int8.onnx", world, steps=1)

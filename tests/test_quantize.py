@@ -35,8 +35,20 @@ def test_quality_is_psnr_against_the_reference(net):
     names = export.input_names(len(layout.frames))
     played = quantize.played_inputs(net, layout, schema, start_frames(), steps=8)
     assert quantize.quality(model, model, played, names) == float("inf")
-    int8 = quantize.quantize_int8(model, played[::2], names)
+    int8 = quantize.quantize_int8(model, played[::2], names, HEIGHT)
     db = quantize.quality(int8, model, played[1::2], names)
     assert quantize.QUALITY_MIN_DB <= db < float("inf")  # close, but not the same
     a = np.zeros((4, 4, 3), np.uint8)
     assert abs(quantize.psnr_db(a, a + 1) - 20 * np.log10(255)) < 1e-9
+
+
+def test_dropping_the_channel_padding_keeps_the_sums(net):
+    schema, layout = pose_schema(), net.config.layout
+    model, _ = export.export_onnx(net, layout, HEIGHT, WIDTH, schema)
+    unpadded = quantize.drop_channel_padding(model)
+    import onnx
+
+    assert sum(n.op_type == "Pad" for n in onnx.load_from_string(model).graph.node) == len(layout.frames)
+    assert sum(n.op_type == "Pad" for n in onnx.load_from_string(unpadded).graph.node) == 0
+    inputs = [export.parity_inputs(layout, HEIGHT, WIDTH, schema, seed) for seed in (1, 2)]
+    assert export.check_parity(net, unpadded, inputs)["max_levels"] == 0

@@ -9,10 +9,16 @@ moves (tour.tour_controls). After Jacob et al., "Quantization and Training of Ne
 for Efficient Integer-Arithmetic-Only Inference" (CVPR 2018), as onnxruntime implements it
 (onnxruntime.quantization.quantize_static).
 
-Only convolutions are quantized. Everything else stays float32: the control MLP (a few hundred
-numbers), FiLM, activations and residual sums (integer versions of these elementwise operators
-were slower in the browser than their float ones, `neuralworld bench`), the clamp of the frame
-and the memory update, so that the memory keeps its exact 8-bit rule.
+Only the convolutions below full resolution are quantized. In WebAssembly, onnxruntime's integer
+convolution works on channels-last tensors with the output channels as the inner dimension of
+its matrix product, which the full-resolution layers (3 to 8 channels over 192x256 pixels) fill
+badly: there they were slower than float32, with transposes around them; at the coarser scales
+(32 to 256 channels) int8 was faster (`neuralworld bench`). Everything else stays float32: the
+control MLP (a few hundred numbers), FiLM, activations and residual sums (integer versions of
+these elementwise operators were slower in the browser than their float ones), the clamp of the
+frame and the memory update, so that the memory keeps its exact 8-bit rule. Before quantizing,
+the zero channels that the network pads its inputs with (network.pad_channels, for a WebGPU
+backend's sake) are dropped along with the weights they meet (drop_channel_padding).
 
 `quality` measures what quantization costs: the one-step PSNR of the quantized model's frames
 against the float32 model's, on inputs the calibration did not see.
@@ -61,10 +67,12 @@ def played_inputs(net, layout: MemoryLayout, schema: ControlSchema, start_frames
     return out
 
 
-def quantize_int8(model_bytes: bytes, calibration: list[list[torch.Tensor]], names: list[str],
-                  exclude: tuple[str, ...] = ()) -> bytes:
-    """The model with its convolutions quantized to int8 (QDQ), calibrated on `calibration`
-    (lists of input tensors in the order of `names`); nodes named in `exclude` stay float."""
+def quantize_int8(model_bytes: bytes, calibration: list[list[torch.Tensor]], names: list[str], height: int) -> bytes:
+    """The model with its channel padding dropped and its convolutions below full resolution
+    (frames `height` rows high) quantized to int8 (QDQ), calibrated on `calibration` (lists of
+    input tensors in the order of `names`)."""
+    model_bytes = drop_channel_padding(model_bytes)
+    exclude = full_resolution_convs(model_bytes, height)
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -86,6 +94,59 @@ def quantize_int8(model_bytes: bytes, calibration: list[list[torch.Tensor]], nam
                         op_types_to_quantize=["Conv"], nodes_to_exclude=list(exclude),
                         calibrate_method=CalibrationMethod.MinMax)
         return out.read_bytes()
+
+
+def drop_channel_padding(model_bytes: bytes) -> bytes:
+    """Each convolution fed by a zero padding of its input channels (a constant Pad on axis 1
+    only, used by nothing else) takes the unpadded input and the weights of its real channels
+    instead: the same sums without the zero terms, and no padded copy of the input."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load_from_string(model_bytes)
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    users: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            users.setdefault(name, []).append(node)
+    drop = []
+    for pad in graph.node:
+        if pad.op_type != "Pad" or len(pad.input) < 2 or pad.input[1] not in inits:
+            continue
+        modes = [a.s for a in pad.attribute if a.name == "mode"]
+        constant = len(pad.input) < 3 or not pad.input[2] or (
+            pad.input[2] in inits and not numpy_helper.to_array(inits[pad.input[2]]).any())
+        pads = numpy_helper.to_array(inits[pad.input[1]])  # [begin per axis..., end per axis...]
+        if modes not in ([], [b"constant"]) or not constant or len(pads) != 8 or pads[[0, 1, 2, 3, 4, 6, 7]].any():
+            continue  # only zeros after the channels of a 4-d tensor
+        convs = users.get(pad.output[0], [])
+        if not convs or any(c.op_type != "Conv" or c.input[0] != pad.output[0] or c.input[1] not in inits
+                            or any(a.name == "group" and a.i != 1 for a in c.attribute) for c in convs):
+            continue
+        for conv in convs:
+            w = numpy_helper.to_array(inits[conv.input[1]])
+            kept = numpy_helper.from_array(w[:, :w.shape[1] - int(pads[5])].copy(), conv.input[1] + "_unpadded")
+            graph.initializer.append(kept)
+            conv.input[0], conv.input[1] = pad.input[0], kept.name
+        drop.append(pad)
+    for pad in drop:
+        graph.node.remove(pad)
+    used = {name for node in graph.node for name in node.input}
+    for init in [i for i in graph.initializer if i.name not in used]:
+        graph.initializer.remove(init)  # the padded weights and the pads
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def full_resolution_convs(model_bytes: bytes, height: int) -> list[str]:
+    """Names of the convolutions whose output is `height` rows high (the frame's own scale)."""
+    import onnx
+
+    model = onnx.shape_inference.infer_shapes(onnx.load_from_string(model_bytes))
+    rows = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+            for v in list(model.graph.value_info) + list(model.graph.output)}
+    return [n.name for n in model.graph.node if n.op_type == "Conv" and rows.get(n.output[0], [0, 0, 0])[2:3] == [height]]
 
 
 def psnr_db(a: np.ndarray, b: np.ndarray) -> float:

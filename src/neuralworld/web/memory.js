@@ -60,3 +60,15 @@ export class Memory {
     });
   }
 }
+
+// (3, H, W) float in [0, 1] -> (H, W, 4) RGBA bytes of the frame as memory holds it
+export function toRGBA(frame) {
+  const n = frame.length / 3, rgba = new Uint8Array(4 * n);
+  for (let p = 0; p < n; p++) {
+    rgba[4 * p] = Math.round(quantize8(frame[p]) * 255);
+    rgba[4 * p + 1] = Math.round(quantize8(frame[n + p]) * 255);
+    rgba[4 * p + 2] = Math.round(quantize8(frame[2 * n + p]) * 255);
+    rgba[4 * p + 3] = 255;
+  }
+  return rgba;
+}

@@ -10,7 +10,6 @@
 // the export's models), ?worker=0, ?pixelated.
 
 import { Input, attachStick } from './controls.js';
-import { World } from './world.js';
 
 const $ = (id) => document.getElementById(id);
 const canvas = $('view');
@@ -32,21 +31,14 @@ function showError(message) {
 
 // ---------------------------------------------------------------- the world, in a worker or here
 
-async function startWorld(meta) {
-  const options = { backend: params.get('backend'), threads: params.get('threads'), model: params.get('model') };
-  const base = new URL('./', location.href).href;
-  const onStatus = (status) => {
-    state.status = status;
-    if (state.firstFrameMs === null && status.frames > 0) state.firstFrameMs = performance.now(); // since navigation
-  };
-  if (params.get('worker') === '0') {
-    const world = new World(meta, canvas, options, base, onStatus);
-    await world.load();
-    world.play((e) => { state.paused = true; showError(`The world stopped: ${e.message || e}`); });
-    state.call = async (name, ...args) => world[name](...args);
-    state.send = (reading) => world.input(reading);
-    return { backend: world.backend, threads: world.threads, model: world.file };
-  }
+function onStatus(status) {
+  state.status = status;
+  if (state.firstFrameMs === null && status.frames > 0) state.firstFrameMs = performance.now(); // since navigation
+}
+
+// The worker, started before anything else so that the runtime loads while the page does;
+// resolves to {backend, threads, model} once its world has loaded.
+function startWorker(options, base) {
   const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
   const offscreen = canvas.transferControlToOffscreen();
   const pending = new Map();
@@ -56,7 +48,7 @@ async function startWorld(meta) {
     worker.postMessage({ type: 'call', id: next, name, args });
   });
   state.send = (reading) => worker.postMessage({ type: 'input', reading });
-  return new Promise((resolve, reject) => {
+  const ready = new Promise((resolve, reject) => {
     worker.onerror = (e) => reject(new Error(e.message || 'the worker failed to start'));
     worker.onmessage = (e) => {
       const m = e.data;
@@ -70,20 +62,33 @@ async function startWorld(meta) {
         if (m.error !== undefined) p.reject(new Error(m.error)); else p.resolve(m.result);
       }
     };
-    worker.postMessage({ type: 'start', meta, canvas: offscreen, options, base }, [offscreen]);
   });
+  worker.postMessage({ type: 'start', canvas: offscreen, options, base }, [offscreen]);
+  return ready;
+}
+
+// ?worker=0: the world on this thread
+async function startHere(meta, options, base) {
+  const { World } = await import('./world.js');
+  const world = new World(meta, canvas, options, base, onStatus);
+  await world.load();
+  world.play((e) => { state.paused = true; showError(`The world stopped: ${e.message || e}`); });
+  state.call = async (name, ...args) => world[name](...args);
+  state.send = (reading) => world.input(reading);
+  return { backend: world.backend, threads: world.threads, model: world.file };
 }
 
 async function load() {
+  const options = { backend: params.get('backend'), threads: params.get('threads'), model: params.get('model') };
+  const base = new URL('./', location.href).href;
+  const worker = params.get('worker') === '0' ? null : startWorker(options, base);
   const r = await fetch('world.json');
   if (!r.ok) throw new Error(`world.json: HTTP ${r.status}`);
   const meta = state.meta = await r.json();
   document.title = `neuralworld: ${meta.name || 'world'}`;
-  canvas.width = meta.width;
-  canvas.height = meta.height;
   canvas.style.setProperty('--aspect', String(meta.width / meta.height));
   if (params.get('pixelated') !== null) canvas.classList.add('pixelated');
-  const started = await startWorld(meta);
+  const started = await (worker || startHere(meta, options, base));
   Object.assign(state, { backend: started.backend, threads: started.threads, model: started.model, ready: true });
   state.offline = cacheForOffline(meta, started.backend);
 }

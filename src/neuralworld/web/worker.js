@@ -1,7 +1,8 @@
 // The world's worker: runs world.js off the page's main thread and draws on the canvas the page
 // handed over (an OffscreenCanvas), so that the page's own work never holds a frame back.
 //
-// The page sends {type: 'start', meta, canvas, options, base}, then {type: 'input', reading}
+// The page sends {type: 'start', canvas, options, base} as soon as it runs (the worker reads
+// world.json itself, so the runtime starts loading at once), then {type: 'input', reading}
 // whenever its devices change and {type: 'call', id, name, args} for World's methods; the worker
 // answers {type: 'ready'}, {type: 'status'} after every frame, {type: 'reply', id, result | error}
 // and {type: 'error'} when the world stops.
@@ -14,7 +15,9 @@ self.onmessage = async (e) => {
   const m = e.data;
   if (m.type === 'start') {
     try {
-      world = new World(m.meta, m.canvas, m.options, m.base, (status) => postMessage({ type: 'status', status }));
+      const r = await fetch(new URL('world.json', m.base));
+      if (!r.ok) throw new Error(`world.json: HTTP ${r.status}`);
+      world = new World(await r.json(), m.canvas, m.options, m.base, (status) => postMessage({ type: 'status', status }));
       await world.load();
       postMessage({ type: 'ready', backend: world.backend, threads: world.threads, model: world.file });
     } catch (err) {

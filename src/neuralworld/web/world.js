@@ -14,7 +14,6 @@
 // real time passed (timeStep), never faster than its smallest step.
 
 import { makeDriver } from './controls.js';
-import { Memory, quantize8 } from './memory.js';
 
 const PACING_WINDOW = 300; // frames over which the 95th-percentile frame time is taken
 
@@ -36,9 +35,8 @@ async function createSession(meta, options, base) {
       // float16 arithmetic where the adapter has it (shader-f16) and the export made the model
       const backend = adapter.features.has('shader-f16') && meta.backends['webgpu-f16'] ? 'webgpu-f16' : 'webgpu';
       const file = options.model || meta.backends[backend];
-      const ort = await import('./ort/ort.webgpu.min.mjs');
+      const [ort, bytes] = await Promise.all([import('./ort/ort.webgpu.min.mjs'), fetchBytes(new URL(file, base))]);
       configure(ort, options, base);
-      const bytes = await fetchBytes(new URL(file, base));
       const outputs = {};
       for (let i = 0; i < meta.memory.frames.length; i++) outputs[`new_memory_${i}`] = 'gpu-buffer';
       const session = await ort.InferenceSession.create(bytes, {
@@ -50,10 +48,10 @@ async function createSession(meta, options, base) {
     }
   }
   try {
-    const ort = await import('./ort/ort.wasm.min.mjs');
-    configure(ort, options, base);
     const file = options.model || meta.backends.wasm;
-    const session = await ort.InferenceSession.create(await fetchBytes(new URL(file, base)), {
+    const [ort, bytes] = await Promise.all([import('./ort/ort.wasm.min.mjs'), fetchBytes(new URL(file, base))]);
+    configure(ort, options, base);
+    const session = await ort.InferenceSession.create(bytes, {
       executionProviders: ['wasm'], graphOptimizationLevel: 'all',
     });
     return { ort, session, backend: 'wasm', file };
@@ -103,6 +101,8 @@ export class World {
   // base: the URL the world's files are under; report(status): called after every frame
   constructor(meta, canvas, options, base, report = () => {}) {
     Object.assign(this, { meta, options, base, report });
+    canvas.width = meta.width;
+    canvas.height = meta.height;
     this.ctx = canvas.getContext('2d');
     this.driver = makeDriver(meta.controls, meta.player_rules);
     this.reading = { forward: 0, strafe: 0, turn: 0, look: 0, run: false, jump: false };
@@ -117,6 +117,7 @@ export class World {
 
   async load() {
     const { meta } = this;
+    const start = fetchBytes(new URL(meta.start_memory.file, this.base)); // while the runtime starts
     Object.assign(this, await createSession(meta, this.options, this.base));
     const { ort, session } = this;
     this.threads = this.backend === 'wasm' ? ort.env.wasm.numThreads : 0;
@@ -129,15 +130,20 @@ export class World {
       return a;
     });
     this.dims = meta.memory.sizes.map(([h, w], i) => [1, 3 * meta.memory.frames[i], h, w]);
-    const start = await fetchBytes(new URL(meta.start_memory.file, this.base));
+    const bytes = await start;
     this.start = []; // the memory after the start frames, as float32 levels
     let offset = 0;
     for (const dims of this.dims) {
-      const n = dims.reduce((a, b) => a * b);
-      this.start.push(Float32Array.from(start.subarray(offset, offset + n), (k) => BYTE_VALUES[k]));
-      offset += n;
+      const level = new Float32Array(dims.reduce((a, b) => a * b));
+      for (let k = 0; k < level.length; k++) level[k] = BYTE_VALUES[bytes[offset + k]];
+      this.start.push(level);
+      offset += level.length;
     }
-    if (!this.inside) this.js = new Memory(meta.memory, meta.height, meta.width);
+    if (!this.inside) {
+      const { Memory, toRGBA } = await import('./memory.js');
+      this.js = new Memory(meta.memory, meta.height, meta.width);
+      this.toRGBA = toRGBA;
+    }
     this.reset();
   }
 
@@ -194,7 +200,7 @@ export class World {
     } else {
       const frame = out.frame.data; // (3, H, W) float
       this.js.push(frame);
-      rgba = toRGBA(frame, meta.height * meta.width);
+      rgba = this.toRGBA(frame);
     }
     this.draw(rgba);
     const now = performance.now();
@@ -271,36 +277,37 @@ export class World {
   }
 
   // The free-running loop: the next step as soon as the last one has finished and the smallest
-  // trained time step has passed since it began (without trained steps: at most 60 a second);
-  // waits are for the next display frame (requestAnimationFrame, in workers too), else a timer.
+  // trained time step has passed since it began (without trained steps: at most 60 a second).
+  // Waits are for the next display frame (requestAnimationFrame, in workers too; else a timer);
+  // between steps the loop lets other tasks in (the page's input and calls), since a run on
+  // WebAssembly finishes within the task that began it.
   async play(onError) {
     const steps = this.meta.controls.time_steps || [];
     const least = (steps.length ? Math.min(...steps) : 1 / 60) * 1000 - 2; // ms, 2 ms early is on time
     const frame = typeof requestAnimationFrame === 'function'
       ? () => new Promise((r) => requestAnimationFrame(r)) : () => new Promise((r) => setTimeout(r, 4));
+    const channel = new MessageChannel(); // a task at once: setTimeout(0) waits 4 ms when chained
+    const task = () => new Promise((r) => { channel.port1.onmessage = r; channel.port2.postMessage(0); });
     this.lastStep = performance.now();
     for (;;) {
-      await frame();
-      if (this.paused) {
-        this.lastStep = performance.now();
+      const now = performance.now(), elapsed = now - this.lastStep;
+      if (this.paused || elapsed < least) {
+        await frame();
+        if (this.paused) this.lastStep = performance.now();
         continue;
       }
-      let now = performance.now();
-      while (!this.paused && now - this.lastStep >= least) {
-        const elapsed = now - this.lastStep;
-        if (this.frames > 0) {
-          this.intervals.push(elapsed);
-          if (this.intervals.length > PACING_WINDOW) this.intervals.shift();
-        }
-        this.lastStep = now;
-        try {
-          await this.exclusive(() => this.advance(this.timeStep(elapsed / 1000)));
-        } catch (e) {
-          this.paused = true;
-          onError(e);
-        }
-        now = performance.now();
+      if (this.frames > 0) {
+        this.intervals.push(elapsed);
+        if (this.intervals.length > PACING_WINDOW) this.intervals.shift();
       }
+      this.lastStep = now;
+      try {
+        await this.exclusive(() => this.advance(this.timeStep(elapsed / 1000)));
+      } catch (e) {
+        this.paused = true;
+        onError(e);
+      }
+      await task();
     }
   }
 
@@ -349,16 +356,3 @@ export class World {
     });
   }
 }
-
-// (3, H, W) float in [0, 1] -> RGBA bytes as memory holds the frame (quantize8)
-function toRGBA(frame, n) {
-  const rgba = new Uint8Array(4 * n);
-  for (let p = 0; p < n; p++) {
-    rgba[4 * p] = Math.round(quantize8(frame[p]) * 255);
-    rgba[4 * p + 1] = Math.round(quantize8(frame[n + p]) * 255);
-    rgba[4 * p + 2] = Math.round(quantize8(frame[2 * n + p]) * 255);
-    rgba[4 * p + 3] = 255;
-  }
-  return rgba;
-}
-
