@@ -76,35 +76,21 @@ def test_onnx_names_shapes_and_opset(exported):
                            "new_memory_2": ([1, 48, 2, 2], onnx.TensorProto.FLOAT)}, name
 
 
-def rollout_onnx(path, world, steps, seed=5):
-    """Frames and memory of `steps` steps of an exported step model in onnxruntime, each step's
-    new memory fed back, from the world's start memory; and the same in Python's World."""
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    world.reset()
-    memory = [m.numpy() for m in world.memory]
-    rng = np.random.default_rng(seed)
-    sizes = world.layout.sizes(world.height, world.width)
-    got, expected = [], []
-    for _ in range(steps):
-        controls = world.schema.clip(np.array(world.schema.mean) + rng.normal(size=world.schema.dim) * 0.3)[None]
-        noise = [rng.random((1, 1, h, w), dtype=np.float32) for h, w in sizes]
-        out = session.run(None, dict(zip(export.input_names(len(sizes)), [controls, *memory, *noise])))
-        got.append(out[0][0])
-        memory = out[1:]
-        expected.append(world.step(controls[0], noise=noise))
-    return np.stack(got), memory, np.stack(expected)
-
-
 def test_the_model_steps_the_world_frame_for_frame(exported):
     """model.onnx is engine.step: its frames and memory, fed back step after step, are World's."""
     world_dir, web = exported
     world = World.load(world_dir)
-    got, memory, expected = rollout_onnx(web / "model.onnx", world, steps=6)
-    assert (got[..., 3] == 255).all()
-    assert np.abs(got[..., :3].astype(int) - expected).max() <= 1
-    for level, (m, py) in enumerate(zip(memory, world.memory)):
-        assert np.abs(m - py.numpy()).max() <= 1 / 255 + 1e-6, level
+    exported_world = export.ExportedWorld(world, web / "model.onnx")
+    controls = np.array(world.schema.mean) + np.random.default_rng(5).normal(size=(6, world.schema.dim)) * 0.3
+    got, expected = exported_world.rollout(None, controls, seed=2), world.rollout(None, controls, seed=2)
+    assert np.abs(got.astype(int) - expected).max() <= 1
+    for level, (m, py) in enumerate(zip(exported_world.memory, world.memory)):
+        assert np.abs(m.numpy() - py.numpy()).max() <= 1 / 255 + 1e-6, level
     assert expected.std() > 5 and np.abs(expected[-1].astype(int) - world.start_frames[-1]).mean() > 2  # it changes
+    session = ort.InferenceSession(str(web / "model.onnx"), providers=["CPUExecutionProvider"])
+    frame = session.run(["frame"], dict(zip(export.input_names(3), (m.numpy() for m in [
+        torch.zeros(1, 16), *World.load(world_dir).memory, *world.draw_noise()]))))[0]
+    assert frame.dtype == np.uint8 and (frame[..., 3] == 255).all()  # RGBA, opaque
 
 
 def test_int8_model_keeps_the_memory_rule_and_the_picture(exported):
@@ -123,13 +109,15 @@ def test_int8_model_keeps_the_memory_rule_and_the_picture(exported):
     assert all((c.input[1] in from_int8) == (c.name not in full) for c in convs)
     assert (web / "model.int8.onnx").stat().st_size < 0.75 * (web / "model.onnx").stat().st_size  # 0.3 for forest
     world = World.load(world_dir)
-    got, memory, expected = rollout_onnx(web / "model.int8.onnx", world, steps=1)
-    start = [m.numpy() for m in World.load(world_dir).memory]
+    int8 = export.ExportedWorld(world, web / "model.int8.onnx")
+    controls = np.array(world.schema.mean)[None]
+    got, expected = int8.rollout(None, controls, seed=1), world.rollout(None, controls, seed=1)
+    start, memory = [m.numpy() for m in World.load(world_dir).memory], [m.numpy() for m in int8.memory]
     np.testing.assert_array_equal(memory[0][:, :-3], start[0][:, 3:])  # the oldest frame dropped, the rest kept
-    np.testing.assert_array_equal(memory[0][0, -3:], got[0, :, :, :3].transpose(2, 0, 1) / np.float32(255))
+    np.testing.assert_array_equal(memory[0][0, -3:], got[0].transpose(2, 0, 1) / np.float32(255))
     for m in memory:
         np.testing.assert_array_equal(np.round(m * 255) / np.float32(255), m)  # 8-bit values
-    mse = np.mean((got[..., :3].astype(float) - expected) ** 2)
+    mse = np.mean((got.astype(float) - expected) ** 2)
     assert 10 * np.log10(255 ** 2 / max(mse, 1e-12)) >= export.QUALITY_MIN_DB
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neuralworld import engine
+from neuralworld import engine, metrics
 from neuralworld.controls import ControlSchema
 from neuralworld.model.memory import MemoryLayout, memory_from_frames
 from neuralworld.tour import tour_controls
@@ -149,14 +149,9 @@ def full_resolution_convs(model_bytes: bytes, height: int) -> list[str]:
     return [n.name for n in model.graph.node if n.op_type == "Conv" and rows.get(n.output[0], [0, 0, 0])[2:3] == [height]]
 
 
-def psnr_db(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB between two uint8 images (inf when equal)."""
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
-
-
 def quality(model_bytes: bytes, reference_bytes: bytes, inputs: list[list[torch.Tensor]], names: list[str]) -> float:
-    """The worst one-step PSNR (dB) of the model's frames against the reference model's, over `inputs`."""
+    """The worst one-step PSNR (dB, metrics.psnr: at most PSNR_CAP) of the model's frames against
+    the reference model's, over `inputs`."""
     import onnxruntime as ort
 
     sessions = [ort.InferenceSession(b, providers=["CPUExecutionProvider"]) for b in (model_bytes, reference_bytes)]
@@ -164,5 +159,5 @@ def quality(model_bytes: bytes, reference_bytes: bytes, inputs: list[list[torch.
     for item in inputs:
         feeds = {n: t.numpy() for n, t in zip(names, item)}
         got, want = (s.run(["frame"], feeds)[0] for s in sessions)
-        worst = min(worst, psnr_db(got[..., :3], want[..., :3]))
+        worst = min(worst, float(metrics.psnr(got[..., :3], want[..., :3]).min()))
     return worst
