@@ -190,6 +190,10 @@ def test_reduced_precision_models_stay_close_to_python(browser, pose_world, mode
         got = frame_array(page.evaluate("([c, n]) => window.nw.step(c, n)", [c.tolist(), [n.ravel().tolist() for n in noise]]),
                           world.height, world.width).astype(float)
         assert 10 * np.log10(255 ** 2 / max(np.mean((got - expected) ** 2), 1e-12)) >= export.QUALITY_MIN_DB, i
+    # the memory (bytes in the int8 model) holds the frame the page drew, as 8-bit values
+    newest = np.array(page.evaluate("window.nw.memory()")[0], np.float32)[-3 * world.height * world.width:]
+    np.testing.assert_array_equal(newest.reshape(3, world.height, world.width),
+                                  got.transpose(2, 0, 1).astype(np.float32) / np.float32(255))
     page.close()
 
 

@@ -29,14 +29,15 @@ def test_calibration_plays_the_world_from_its_start_frames(net):
     assert not torch.equal(played[-1][1], first[1])  # and the memory follows the network's own frames
 
 
-def test_quality_is_psnr_against_the_reference(net):
+def test_int8_quality_is_psnr_against_float32(net):
     schema, layout = pose_schema(), net.config.layout
     model, _ = export.export_onnx(net, layout, HEIGHT, WIDTH, schema)
     names = export.input_names(len(layout.frames))
     played = quantize.played_inputs(net, layout, schema, start_frames(), steps=8)
-    assert quantize.quality(model, model, played, names) == metrics.PSNR_CAP
-    int8 = quantize.quantize_int8(model, played[::2], names, HEIGHT)
-    db = quantize.quality(int8, model, played[1::2], names)
+    assert export.quality(model, model, played) == metrics.PSNR_CAP
+    stepped, _ = export.export_onnx(net, layout, HEIGHT, WIDTH, schema, memory_bytes=True)
+    int8 = quantize.quantize_int8(stepped, [export.feeds(p, names, True) for p in played[::2]], HEIGHT)
+    db = export.quality(int8, model, played[1::2])
     assert quantize.QUALITY_MIN_DB <= db < metrics.PSNR_CAP  # close, but not the same
 
 
@@ -50,3 +51,17 @@ def test_dropping_the_channel_padding_keeps_the_sums(net):
     assert sum(n.op_type == "Pad" for n in onnx.load_from_string(unpadded).graph.node) == 0
     inputs = [export.parity_inputs(layout, HEIGHT, WIDTH, schema, seed) for seed in (1, 2)]
     assert export.check_parity(net, unpadded, inputs)["max_levels"] == 0
+
+
+def test_memory_as_bytes_is_the_same_memory(net):
+    """The WebAssembly model's memory in bytes (memory.push_bytes) holds push's values exactly."""
+    schema, layout = pose_schema(), net.config.layout
+    stepped, _ = export.export_onnx(net, layout, HEIGHT, WIDTH, schema, memory_bytes=True)
+    inputs = [export.parity_inputs(layout, HEIGHT, WIDTH, schema, seed, start_frames() if seed == 3 else None)
+              for seed in (1, 2, 3)]
+    assert export.check_parity(net, stepped, inputs)["max_levels"] == 0
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(stepped, providers=["CPUExecutionProvider"])
+    assert export.keeps_bytes(session)
+    assert all(o.type == "tensor(uint8)" for o in session.get_outputs())

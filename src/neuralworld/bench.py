@@ -247,7 +247,8 @@ def bench_one(name, net, schema, start, preset, *, seconds: float, threads: list
             # the exported player, and the network alone (its memory updated outside) in float32 and int8
             net_only, _ = export.export_onnx(net, layout, h, w, schema, step=False)
             played = quantize.played_inputs(net, layout, schema, start)
-            net_int8 = quantize.quantize_int8(net_only, played[::quantize.CALIBRATION_EVERY], export.input_names(levels), h)
+            calibration = [export.feeds(c, export.input_names(levels), False) for c in played[::quantize.CALIBRATION_EVERY]]
+            net_int8 = quantize.quantize_int8(net_only, calibration, h)
             outside = {"memory": "outside"}
             web = export.export_network(net, Path(tmp) / "web", layout=layout, height=h, width=w, schema=schema,
                                         start_frames=start, webgpu_f16=False, meta={"name": name}, extra_models={

@@ -46,12 +46,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from neuralworld import __version__, engine, quantize
+from neuralworld import __version__, engine, metrics, quantize
 from neuralworld.controls import ControlSchema
 from neuralworld.engine import draw_noise
 from neuralworld.errors import UserError
 from neuralworld.fileio import atomic_dir
-from neuralworld.model.memory import MemoryLayout, memory_from_frames, newest_frame, quantize8
+from neuralworld.model.memory import (MemoryLayout, from_bytes, memory_from_frames, newest_frame, push_bytes,
+                                      quantize8, to_bytes)
 from neuralworld.player import RULES
 from neuralworld.world import World, frames_to_tensor
 
@@ -81,16 +82,26 @@ def output_names(levels: int) -> list[str]:
 class PlayerStep(nn.Module):
     """engine.step as one graph: forward(controls, memory_0.., noise_0..) -> (frame (1, H, W, 4)
     uint8 RGBA, new_memory_0..). The frame is the one World.step returns (memory.newest_frame),
-    with an opaque alpha channel so that the page can draw it as it comes."""
+    with an opaque alpha channel so that the page can draw it as it comes.
 
-    def __init__(self, net: nn.Module, layout: MemoryLayout):
+    With memory_bytes, the memory goes in and out as bytes (memory.to_bytes; memory.push_bytes
+    updates it): the same values with a quarter of the data to copy in and out of the runtime
+    and to shift, for WebAssembly (WebGPU has no 8-bit tensors)."""
+
+    def __init__(self, net: nn.Module, layout: MemoryLayout, memory_bytes: bool = False):
         super().__init__()
-        self.net, self.layout = net, layout
+        self.net, self.layout, self.memory_bytes = net, layout, memory_bytes
 
     def forward(self, controls, *tensors):
         levels = len(self.layout.frames)
-        _, memory = engine.step(self.net, list(tensors[:levels]), controls, list(tensors[levels:]), self.layout)
-        rgb = newest_frame(memory)  # (1, H, W, 3) uint8
+        memory, noise = list(tensors[:levels]), list(tensors[levels:])
+        if self.memory_bytes:
+            frame = self.net(controls, from_bytes(memory), noise)  # engine.step on bytes
+            memory = push_bytes(memory, frame.float(), self.layout)
+            rgb = memory[0][:, -3:].permute(0, 2, 3, 1)  # newest_frame, already bytes
+        else:
+            _, memory = engine.step(self.net, memory, controls, noise, self.layout)
+            rgb = newest_frame(memory)  # (1, H, W, 3) uint8
         return torch.cat([rgb, torch.full_like(rgb[..., :1], 255)], dim=-1), *memory
 
 
@@ -143,14 +154,16 @@ class ExportedWorld(World):
         source = model if isinstance(model, bytes) else str(model)
         self.session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
         self.names = input_names(len(self.layout.frames))
+        self.memory_bytes = keeps_bytes(self.session)
 
     def step(self, controls, noise=None) -> np.ndarray:
         t0 = time.perf_counter()
-        c = self.schema.clip(np.asarray(controls, np.float32).reshape(1, -1))
-        noise = self.draw_noise() if noise is None else noise
-        inputs = [c, *(m.numpy() for m in self.memory), *(np.asarray(n, np.float32) for n in noise)]
-        frame, *memory = self.session.run(None, dict(zip(self.names, inputs)))
-        self.memory = [torch.from_numpy(m) for m in memory]
+        c = torch.as_tensor(self.schema.clip(np.asarray(controls, np.float32).reshape(1, -1)))
+        noise = self.draw_noise() if noise is None else [torch.as_tensor(np.asarray(n, np.float32)) for n in noise]
+        inputs = feeds([c, *self.memory, *noise], self.names, self.memory_bytes)
+        frame, *memory = self.session.run(None, inputs)
+        memory = [torch.from_numpy(m) for m in memory]
+        self.memory = from_bytes(memory) if self.memory_bytes else memory
         self.step_seconds += time.perf_counter() - t0
         self.steps += 1
         return frame[0, :, :, :3]
@@ -173,14 +186,16 @@ def parity_inputs(layout: MemoryLayout, height: int, width: int, schema: Control
 
 
 def export_onnx(net: nn.Module, layout: MemoryLayout, height: int, width: int, schema: ControlSchema,
-                step: bool = True) -> tuple[bytes, str]:
-    """The player's step (PlayerStep; with step=False the network alone, NetworkOnly) as ONNX
-    bytes with fixed batch-1 shapes, and the exporter that made it ("dynamo", or "torchscript"
-    when dynamo failed, which is printed)."""
+                step: bool = True, memory_bytes: bool = False) -> tuple[bytes, str]:
+    """The player's step (PlayerStep, its memory as bytes with memory_bytes; with step=False the
+    network alone, NetworkOnly) as ONNX bytes with fixed batch-1 shapes, and the exporter that
+    made it ("dynamo", or "torchscript" when dynamo failed, which is printed)."""
     levels = len(layout.frames)
-    flat = (PlayerStep if step else NetworkOnly)(net, layout).eval()
-    args = tuple(parity_inputs(layout, height, width, schema, seed=0))
+    flat = PlayerStep(net, layout, memory_bytes) if step else NetworkOnly(net, layout)
+    args = parity_inputs(layout, height, width, schema, seed=0)
+    args = tuple(feeds(args, input_names(levels), memory_bytes, tensors=True).values())
     names = dict(input_names=input_names(levels), output_names=output_names(levels) if step else ["frame"])
+    flat.eval()
     quiet = logging.getLogger("torch.onnx")  # it warns about torchvision ops this network never uses
     level = quiet.level
     quiet.setLevel(logging.ERROR)
@@ -256,6 +271,32 @@ def halve_weights(model_bytes: bytes) -> bytes:
     return model.SerializeToString()
 
 
+def feeds(inputs: list[torch.Tensor], names: list[str], memory_bytes: bool, tensors: bool = False) -> dict:
+    """Inputs in export order as onnxruntime feeds {name: array} (tensors=True: {name: tensor}),
+    the memory as bytes (memory.to_bytes) for a model that keeps it so."""
+    out = {n: to_bytes([t])[0] if memory_bytes and n.startswith("memory_") else t for n, t in zip(names, inputs)}
+    return out if tensors else {n: t.numpy() for n, t in out.items()}
+
+
+def keeps_bytes(session) -> bool:
+    """Whether an onnxruntime session's model takes its memory as bytes."""
+    return any(i.name.startswith("memory_") and i.type == "tensor(uint8)" for i in session.get_inputs())
+
+
+def quality(model: bytes, reference: bytes, inputs_list: list[list[torch.Tensor]]) -> float:
+    """The worst one-step PSNR (dB, metrics.psnr: at most PSNR_CAP) of a step model's frames
+    against a reference step model's, over the inputs lists (export order)."""
+    import onnxruntime as ort
+
+    sessions = [ort.InferenceSession(m, providers=["CPUExecutionProvider"]) for m in (model, reference)]
+    names = [i.name for i in sessions[0].get_inputs()]
+    worst = float("inf")
+    for inputs in inputs_list:
+        got, want = (s.run(["frame"], feeds(inputs, names, keeps_bytes(s)))[0] for s in sessions)
+        worst = min(worst, float(metrics.psnr(got[..., :3], want[..., :3]).min()))
+    return worst
+
+
 def check_parity(net: nn.Module, model_bytes: bytes, inputs_list: list[list[torch.Tensor]],
                  what: str = "model") -> dict:
     """Run the step model in onnxruntime and PlayerStep in PyTorch on each inputs list: the new
@@ -268,19 +309,21 @@ def check_parity(net: nn.Module, model_bytes: bytes, inputs_list: list[list[torc
     names = [i.name for i in session.get_inputs()]
     levels = (len(names) - 1) // 2
     step = PlayerStep(net, net.config.layout).eval()
+    in_bytes = keeps_bytes(session)
+    as_bytes = (lambda m: m.astype(np.float64)) if in_bytes else (lambda m: np.round(m * 255.0))
     worst, off, count = 0, 0, 0
     for inputs in inputs_list:
         with torch.no_grad():
             expected = [t.numpy() for t in step(*inputs)]
-        got = session.run(output_names(levels), {n: t.numpy() for n, t in zip(names, inputs)})
+        got = session.run(output_names(levels), feeds(inputs, names, in_bytes))
         if [g.shape for g in got] != [e.shape for e in expected] or got[0].dtype != np.uint8:
             raise UserError(f"{what}: ONNX outputs {[g.shape for g in got]} differ in shape or type from PyTorch's "
                             f"{[e.shape for e in expected]} (report this as a bug)")
-        diffs = [np.abs(np.round(g * 255.0) - np.round(e * 255.0)) for g, e in zip(got[1:], expected[1:])]
+        diffs = [np.abs(as_bytes(g) - np.round(e * 255.0)) for g, e in zip(got[1:], expected[1:])]
         worst = max([worst] + [float(d.max()) for d in diffs])
         off += sum(int((d > 0).sum()) for d in diffs)
         count += sum(d.size for d in diffs)
-        newest = np.round(got[1][0, -3:] * 255.0).transpose(1, 2, 0)  # (H, W, 3) the frame memory holds
+        newest = as_bytes(got[1][0, -3:]).transpose(1, 2, 0)  # (H, W, 3) the frame memory holds
         if not np.array_equal(got[0][0, :, :, :3], newest) or not (got[0][..., 3] == 255).all():
             raise UserError(f"{what}: the ONNX frame is not its newest memory frame (report this as a bug)")
     share = off / max(count, 1)
@@ -336,10 +379,10 @@ def _is_previous_export(path: Path) -> bool:
         return False
 
 
-def _reduced(name: str, model: bytes, reference: bytes, held_out, names, what: str) -> dict | None:
+def _reduced(name: str, model: bytes, reference: bytes, held_out, what: str) -> dict | None:
     """{"psnr_db"} of a reduced-precision model against the float32 one, or None (with a note)
     when it costs more quality than QUALITY_MIN_DB allows."""
-    db = quantize.quality(model, reference, held_out, names)
+    db = quality(model, reference, held_out)
     if db < QUALITY_MIN_DB:
         print(f"export: {what}: one-step PSNR against float32 is {db:.1f} dB, under {QUALITY_MIN_DB:g} dB; "
               f"{name} is left out")
@@ -378,20 +421,21 @@ def export_network(net: nn.Module, out_dir: Path, *, layout: MemoryLayout, heigh
     calibration, held_out = played[::quantize.CALIBRATION_EVERY], played[2::quantize.CALIBRATION_EVERY]
     if fp16:
         halved = halve_weights(float32)
-        kept = _reduced("model.onnx", halved, float32, held_out, names, f"{out_dir} (float16 weights)")
+        kept = _reduced("model.onnx", halved, float32, held_out, f"{out_dir} (float16 weights)")
         if kept is None:
             raise UserError(f"{out_dir}: float16 weights cost too much quality; export without --fp16")
         models["model.onnx"] = (halved, {"precision": "float32", "weights": "float16", **kept})
     backends = {"wasm": "model.onnx", "webgpu": "model.onnx"}
-    if wasm == "int8":
-        int8 = quantize.quantize_int8(float32, calibration, names, height)
-        kept = _reduced("model.int8.onnx", int8, float32, held_out, names, f"{out_dir} (int8)")
+    if wasm == "int8":  # the memory as bytes too: WebAssembly only
+        stepped, _ = export_onnx(net, layout, height, width, schema, memory_bytes=True)
+        int8 = quantize.quantize_int8(stepped, [feeds(c, names, True) for c in calibration], height)
+        kept = _reduced("model.int8.onnx", int8, float32, held_out, f"{out_dir} (int8)")
         if kept is not None:
-            models["model.int8.onnx"] = (int8, {"precision": "int8", **kept})
+            models["model.int8.onnx"] = (int8, {"precision": "int8", "memory_dtype": "uint8", **kept})
             backends["wasm"] = "model.int8.onnx"
     if webgpu_f16 and with_float16_body(net) is not None:
         f16, _ = export_onnx(with_float16_body(net), layout, height, width, schema)
-        kept = _reduced("model.f16.onnx", f16, float32, held_out, names, f"{out_dir} (float16)")
+        kept = _reduced("model.f16.onnx", f16, float32, held_out, f"{out_dir} (float16)")
         if kept is not None:
             models["model.f16.onnx"] = (f16, {"precision": "float16", **kept})
             backends["webgpu-f16"] = "model.f16.onnx"
@@ -476,8 +520,8 @@ def run(args) -> int:
     print(f"exported {args.world} -> {out} ({page['exporter']} exporter, opset {page['opset']})")
     for backend, name in page["backends"].items():
         info = page["models"][name]
-        quality = (f"parity with PyTorch: memory within {info['parity']['max_levels']:g} 8-bit level"
-                   if "parity" in info else f"one-step PSNR against float32 {info['psnr_db']:.1f} dB")
-        print(f"  {backend:<11} {name:<16} {info['precision']:<8} {(out / name).stat().st_size / 1e6:5.1f} MB  {quality}")
+        check = (f"parity with PyTorch: memory within {info['parity']['max_levels']:g} 8-bit level"
+                 if "parity" in info else f"one-step PSNR against float32 {info['psnr_db']:.1f} dB")
+        print(f"  {backend:<11} {name:<16} {info['precision']:<8} {(out / name).stat().st_size / 1e6:5.1f} MB  {check}")
     print(f"play it: neuralworld play {args.world}   (or serve {out} with any static file server)")
     return 0

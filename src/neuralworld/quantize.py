@@ -20,8 +20,8 @@ frame and the memory update, so that the memory keeps its exact 8-bit rule. Befo
 the zero channels that the network pads its inputs with (network.pad_channels, for a WebGPU
 backend's sake) are dropped along with the weights they meet (drop_channel_padding).
 
-`quality` measures what quantization costs: the one-step PSNR of the quantized model's frames
-against the float32 model's, on inputs the calibration did not see.
+export.quality measures what quantization costs: the one-step PSNR of the quantized model's
+frames against the float32 model's, on inputs the calibration did not see.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neuralworld import engine, metrics
+from neuralworld import engine
 from neuralworld.controls import ControlSchema
 from neuralworld.model.memory import MemoryLayout, memory_from_frames
 from neuralworld.tour import tour_controls
@@ -67,10 +67,10 @@ def played_inputs(net, layout: MemoryLayout, schema: ControlSchema, start_frames
     return out
 
 
-def quantize_int8(model_bytes: bytes, calibration: list[list[torch.Tensor]], names: list[str], height: int) -> bytes:
+def quantize_int8(model_bytes: bytes, calibration: list[dict], height: int) -> bytes:
     """The model with its channel padding dropped and its convolutions below full resolution
-    (frames `height` rows high) quantized to int8 (QDQ), calibrated on `calibration` (lists of
-    input tensors in the order of `names`)."""
+    (frames `height` rows high) quantized to int8 (QDQ), calibrated on `calibration` (onnxruntime
+    feeds, {input name: array})."""
     model_bytes = drop_channel_padding(model_bytes)
     exclude = full_resolution_convs(model_bytes, height)
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
@@ -79,7 +79,7 @@ def quantize_int8(model_bytes: bytes, calibration: list[list[torch.Tensor]], nam
 
     class Reader(CalibrationDataReader):
         def __init__(self):
-            self.items = iter([{n: t.numpy() for n, t in zip(names, inputs)} for inputs in calibration])
+            self.items = iter(calibration)
 
         def get_next(self):
             return next(self.items, None)
@@ -147,17 +147,3 @@ def full_resolution_convs(model_bytes: bytes, height: int) -> list[str]:
     rows = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
             for v in list(model.graph.value_info) + list(model.graph.output)}
     return [n.name for n in model.graph.node if n.op_type == "Conv" and rows.get(n.output[0], [0, 0, 0])[2:3] == [height]]
-
-
-def quality(model_bytes: bytes, reference_bytes: bytes, inputs: list[list[torch.Tensor]], names: list[str]) -> float:
-    """The worst one-step PSNR (dB, metrics.psnr: at most PSNR_CAP) of the model's frames against
-    the reference model's, over `inputs`."""
-    import onnxruntime as ort
-
-    sessions = [ort.InferenceSession(b, providers=["CPUExecutionProvider"]) for b in (model_bytes, reference_bytes)]
-    worst = float("inf")
-    for item in inputs:
-        feeds = {n: t.numpy() for n, t in zip(names, item)}
-        got, want = (s.run(["frame"], feeds)[0] for s in sessions)
-        worst = min(worst, float(metrics.psnr(got[..., :3], want[..., :3]).min()))
-    return worst

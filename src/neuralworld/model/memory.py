@@ -80,6 +80,22 @@ def push(memory: list[torch.Tensor], frame: torch.Tensor, layout: MemoryLayout) 
     return [torch.cat([m[:, 3:], p], dim=1) for m, p in zip(memory, pool_levels(frame, layout))]
 
 
+def to_bytes(levels: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Quantized levels as bytes: uint8 k for the value k / 255 (exact: every value is one)."""
+    return [torch.round(m * 255.0).to(torch.uint8) for m in levels]
+
+
+def from_bytes(levels: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Bytes back to the values k / 255 in float32, as quantize8 makes them."""
+    return [m.float() / 255.0 for m in levels]
+
+
+def push_bytes(memory: list[torch.Tensor], frame: torch.Tensor, layout: MemoryLayout) -> list[torch.Tensor]:
+    """push for a memory held as bytes: push_bytes(to_bytes(m), f) == to_bytes(push(m, f)), with a
+    quarter of the data to move (the browser's WebAssembly model keeps its memory so)."""
+    return [torch.cat([m[:, 3:], p], dim=1) for m, p in zip(memory, to_bytes(pool_levels(frame, layout)))]
+
+
 def newest_frame(memory: list[torch.Tensor]) -> torch.Tensor:
     """(B, H, W, 3) uint8: the newest frame of level 0 as memory holds it (8-bit exact), the
     picture a player sees."""

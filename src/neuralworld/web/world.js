@@ -96,6 +96,12 @@ export function seeded(seed) {
 
 const BYTE_VALUES = Float32Array.from({ length: 256 }, (_, k) => k / 255); // = quantize8's k / 255 in float32
 
+function toValues(bytes) {
+  const out = new Float32Array(bytes.length);
+  for (let k = 0; k < bytes.length; k++) out[k] = BYTE_VALUES[bytes[k]];
+  return out;
+}
+
 export class World {
   // meta: world.json; canvas: an OffscreenCanvas or a <canvas>; options: {backend, threads, model};
   // base: the URL the world's files are under; report(status): called after every frame
@@ -130,14 +136,15 @@ export class World {
       return a;
     });
     this.dims = meta.memory.sizes.map(([h, w], i) => [1, 3 * meta.memory.frames[i], h, w]);
+    // the model's memory: float32 values k / 255, or (WebAssembly's int8 model) the bytes k
+    this.bytes = (meta.models[this.file] || {}).memory_dtype === 'uint8';
     const bytes = await start;
-    this.start = []; // the memory after the start frames, as float32 levels
+    this.start = []; // the memory after the start frames, as bytes, one array per level
     let offset = 0;
     for (const dims of this.dims) {
-      const level = new Float32Array(dims.reduce((a, b) => a * b));
-      for (let k = 0; k < level.length; k++) level[k] = BYTE_VALUES[bytes[offset + k]];
-      this.start.push(level);
-      offset += level.length;
+      const n = dims.reduce((a, b) => a * b);
+      this.start.push(bytes.slice(offset, offset + n));
+      offset += n;
     }
     if (!this.inside) {
       const { Memory, toRGBA } = await import('./memory.js');
@@ -151,28 +158,27 @@ export class World {
     const { meta } = this;
     this.driver.reset();
     this.worldTime = 0;
-    this.setMemory(this.start.map((level) => level.slice()));
+    for (let i = 0; i < this.dims.length; i++) {
+      const old = this.feeds[`memory_${i}`];
+      if (old && old.location === 'gpu-buffer') old.dispose();
+      const level = this.bytes ? this.start[i].slice() : toValues(this.start[i]);
+      if (this.js) this.js.levels[i] = level; // memory.js updates these arrays in place
+      this.feeds[`memory_${i}`] = new this.ort.Tensor(this.bytes ? 'uint8' : 'float32', level, this.dims[i]);
+    }
     // show the newest real frame until the first generated one (memory level 0, last 3 channels)
     const n = meta.height * meta.width, level = this.start[0], base = level.length - 3 * n;
     const rgba = new Uint8Array(4 * n);
     for (let p = 0; p < n; p++) {
-      for (let c = 0; c < 3; c++) rgba[4 * p + c] = Math.round(level[base + c * n + p] * 255);
+      for (let c = 0; c < 3; c++) rgba[4 * p + c] = level[base + c * n + p];
       rgba[4 * p + 3] = 255;
     }
     this.draw(rgba);
   }
 
-  setMemory(levels) {
-    for (let i = 0; i < levels.length; i++) {
-      const old = this.feeds[`memory_${i}`];
-      if (old && old.location === 'gpu-buffer') old.dispose();
-      if (this.js) this.js.levels[i] = levels[i]; // memory.js updates these arrays in place
-      this.feeds[`memory_${i}`] = new this.ort.Tensor('float32', levels[i], this.dims[i]);
-    }
-  }
-
-  readMemory() {
-    return Promise.all(this.dims.map((_, i) => this.feeds[`memory_${i}`].getData()));
+  // the memory as float32 levels (the values k / 255 whichever way the model keeps them)
+  async readMemory() {
+    const levels = await Promise.all(this.dims.map((_, i) => this.feeds[`memory_${i}`].getData()));
+    return levels.map((level) => (level instanceof Uint8Array ? toValues(level) : level));
   }
 
   // One step of the world, as engine.step in Python: controls (C numbers), noise (one array per
