@@ -59,9 +59,12 @@ def test_memory_as_bytes_is_the_same_memory(net):
     stepped, _ = export.export_onnx(net, layout, HEIGHT, WIDTH, schema, memory_bytes=True)
     inputs = [export.parity_inputs(layout, HEIGHT, WIDTH, schema, seed, start_frames() if seed == 3 else None)
               for seed in (1, 2, 3)]
-    assert export.check_parity(net, stepped, inputs)["max_levels"] == 0
+    assert export.check_parity(net, stepped, inputs)["max_levels"] <= export.PARITY_LEVELS
+    import onnx
     import onnxruntime as ort
 
     session = ort.InferenceSession(stepped, providers=["CPUExecutionProvider"])
     assert export.keeps_bytes(session)
     assert all(o.type == "tensor(uint8)" for o in session.get_outputs())
+    ops = [n.op_type for n in onnx.load_from_string(stepped).graph.node]
+    assert "Cast" not in ops and ops.count("DequantizeLinear") == len(layout.frames)  # bytes_by_quantize

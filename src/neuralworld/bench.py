@@ -89,11 +89,14 @@ def bench_torch(net, inputs, levels: int, threads: int, seconds: float) -> dict:
 def bench_onnxruntime(model_bytes: bytes, inputs, threads: int, seconds: float) -> dict:
     import onnxruntime as ort
 
+    from neuralworld.export import feeds as as_feeds
+    from neuralworld.export import keeps_bytes
+
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
-    feeds = {i.name: t.numpy() for i, t in zip(session.get_inputs(), inputs)}
+    feeds = as_feeds(inputs, [i.name for i in session.get_inputs()], keeps_bytes(session))
     return {"fps": frames_per_second(lambda: session.run(None, feeds), seconds), "threads": threads}
 
 

@@ -117,6 +117,30 @@ class NetworkOnly(nn.Module):
         return self.net(controls, list(tensors[:self.levels]), list(tensors[self.levels:]))
 
 
+class Folded(nn.Module):
+    """A FiLMBlock computed by its forward_folded (batch 1)."""
+
+    def __init__(self, block: nn.Module):
+        super().__init__()
+        self.block = block
+
+    def forward(self, x, cond):
+        return self.block.forward_folded(x, cond)
+
+
+def with_full_resolution_film_folded(net: nn.Module) -> nn.Module:
+    """A copy of a WorldNet whose full-resolution blocks (the UNet's first scale, which stays
+    float32 in the int8 model) fold FiLM into their convolutions; other networks as they are."""
+    body = getattr(net, "body", None)
+    if not hasattr(body, "decoder"):
+        return net
+    net = copy.deepcopy(net)
+    for blocks in (net.body.encoder[0], net.body.decoder[0]):
+        for i, block in enumerate(blocks):
+            blocks[i] = Folded(block)
+    return net
+
+
 class HalfBody(nn.Module):
     """A network body (the UNet) computing in float16 behind float32 inputs and outputs."""
 
@@ -216,32 +240,41 @@ def export_onnx(net: nn.Module, layout: MemoryLayout, height: int, width: int, s
 
 
 def bytes_by_quantize(model_bytes: bytes) -> bytes:
-    """Each Round followed by a Cast to uint8 (the frame's bytes, memory.newest_frame) becomes one
-    QuantizeLinear with scale 1: the same bytes (both round halves to even, and the values are
-    whole numbers in 0..255), from a vectorised kernel where onnxruntime's Cast converts one
-    value at a time (1.8 ms of a forest step in WebAssembly)."""
+    """Conversions between 8-bit values and bytes as onnxruntime's vectorised (de)quantization
+    kernels, where its Cast converts one value at a time:
+      Round, then Cast to uint8 (memory.to_bytes, the frame's bytes) -> QuantizeLinear with
+        scale 1: the same bytes (both round halves to even; the values are whole numbers 0..255);
+      Cast of uint8 to float, then Div by 255 (memory.from_bytes) -> DequantizeLinear with scale
+        1/255: k * (1/255) instead of k / 255, at most one float32 ulp apart (6e-8)."""
     import onnx
     from onnx import helper, numpy_helper
 
     model = onnx.load_from_string(model_bytes)
     graph = model.graph
     made = {n.output[0]: n for n in graph.node}
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     users = {}
     for n in graph.node:
         for name in n.input:
-            users[name] = users.get(name, 0) + 1
-    for cast in list(graph.node):
-        rounded = made.get(cast.input[0]) if cast.op_type == "Cast" else None
-        if (rounded is None or rounded.op_type != "Round" or users[rounded.output[0]] != 1
-                or [a.i for a in cast.attribute if a.name == "to"] != [onnx.TensorProto.UINT8]):
-            continue
-        scale = numpy_helper.from_array(np.array(1.0, np.float32), cast.name + "_scale")
-        zero = numpy_helper.from_array(np.array(0, np.uint8), cast.name + "_zero")
-        graph.initializer.extend([scale, zero])
-        graph.node.insert(list(graph.node).index(cast), helper.make_node(
-            "QuantizeLinear", [rounded.input[0], scale.name, zero.name], list(cast.output), name=cast.name + "_bytes"))
-        graph.node.remove(cast)
-        graph.node.remove(rounded)
+            users.setdefault(name, []).append(n)
+    to = lambda n: [a.i for a in n.attribute if a.name == "to"]  # noqa: E731
+    pairs = []  # (first node, second node, replacement)
+    for n in graph.node:
+        nxt = users.get(n.output[0], [])
+        if n.op_type == "Round" and len(nxt) == 1 and nxt[0].op_type == "Cast" and to(nxt[0]) == [onnx.TensorProto.UINT8]:
+            pairs.append((n, nxt[0], 1.0, "QuantizeLinear"))
+        elif (n.op_type == "Cast" and to(n) == [onnx.TensorProto.FLOAT] and len(nxt) == 1 and nxt[0].op_type == "Div"
+              and nxt[0].input[0] == n.output[0] and float(inits.get(nxt[0].input[1], 0)) == 255.0
+              and n.input[0] not in made and n.input[0] in {i.name for i in graph.input}):
+            pairs.append((n, nxt[0], 1 / 255, "DequantizeLinear"))
+    for first, second, scale, op in pairs:
+        s_init = numpy_helper.from_array(np.array(scale, np.float32), first.name + "_scale")
+        z_init = numpy_helper.from_array(np.array(0, np.uint8), first.name + "_zero")
+        graph.initializer.extend([s_init, z_init])
+        graph.node.insert(list(graph.node).index(first), helper.make_node(
+            op, [first.input[0], s_init.name, z_init.name], list(second.output), name=first.name + "_bytes"))
+        graph.node.remove(first)
+        graph.node.remove(second)
     return model.SerializeToString()
 
 
@@ -427,7 +460,8 @@ def export_network(net: nn.Module, out_dir: Path, *, layout: MemoryLayout, heigh
         models["model.onnx"] = (halved, {"precision": "float32", "weights": "float16", **kept})
     backends = {"wasm": "model.onnx", "webgpu": "model.onnx"}
     if wasm == "int8":  # the memory as bytes too: WebAssembly only
-        stepped, _ = export_onnx(net, layout, height, width, schema, memory_bytes=True)
+        stepped, _ = export_onnx(with_full_resolution_film_folded(net), layout, height, width, schema,
+                                 memory_bytes=True)
         int8 = quantize.quantize_int8(stepped, [feeds(c, names, True) for c in calibration], height)
         kept = _reduced("model.int8.onnx", int8, float32, held_out, f"{out_dir} (int8)")
         if kept is not None:
