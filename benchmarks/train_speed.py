@@ -46,7 +46,7 @@ def measure_training_speed(preset: Preset | str = "tiny", steps: int = 5, device
             if cuda:
                 torch.cuda.synchronize()
             t0 = time.perf_counter()
-        trainer.step(sample_batch(data, config, recipe, step_generator(0, step, 0, dev), dev))
+        trainer.step(sample_batch(data, config, recipe, step_generator(0, step, 0, dev), dev), step)
     if cuda:
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0

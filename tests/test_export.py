@@ -133,3 +133,27 @@ def test_export_of_an_action_world(tmp_path):
     assert page["controls"]["kind"] == "actions" and page["controls"]["names"] == ["steering", "throttle"]
     assert page["controls"]["ranges"] == [[-0.7, 0.6], [0.4, 1.0]]
     assert len(start_frames()) == page["start_frames"]["count"]
+
+
+def test_a_flow_world_exports_its_sampler_with_the_noise_it_starts_from(tmp_path):
+    world = save_world(tmp_path / "flow", seed=4, objective="flow", sampler_steps=2)
+    web = export.export_world(world)
+    page = json.loads((web / "world.json").read_text())
+    assert page["inputs"][-1] == "noise_x" and page["noise"][-1] == [4, HEIGHT, WIDTH]
+    assert page["parity_max_abs_error"] < export.PARITY_TOLERANCE
+    model = onnx.load(web / "model.onnx")
+    dims = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input}
+    assert dims["noise_x"] == [1, 4, HEIGHT, WIDTH]
+    w = World.load(world)
+    inputs = export.parity_inputs(w.layout, HEIGHT, WIDTH, w.schema, seed=5, noise_shapes=w.config.noise_shapes())
+    session = ort.InferenceSession(str(web / "model.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(["frame"], dict(zip(page["inputs"], (t.numpy() for t in inputs))))[0]
+    with torch.no_grad():
+        two = w.net(inputs[0], inputs[1:4], inputs[4:]).numpy()
+        w.net.sampler_steps = 1
+        one = w.net(inputs[0], inputs[1:4], inputs[4:]).numpy()
+    assert np.abs(got - two).max() < 1e-3 and np.abs(one - two).max() > 1e-3  # K steps are in the graph
+    other = [t.clone() for t in inputs]
+    other[-1] = torch.rand(other[-1].shape, generator=torch.Generator().manual_seed(9))
+    moved = session.run(["frame"], dict(zip(page["inputs"], (t.numpy() for t in other))))[0]
+    assert np.abs(moved - got).max() > 1e-3  # the sampler's noise changes the frame

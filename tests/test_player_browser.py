@@ -120,9 +120,8 @@ def assert_matches_python(page, world_dir, steps=5):
     controls, _ = integrate_sticks(np.array([0.0, 0.2]), np.array([[1.0, -0.5], [0.5, 0.8]]), ["forward", "turn"],
                                    1 / 15, frames=steps)
     rng = np.random.default_rng(7)
-    sizes = world.layout.sizes(world.height, world.width)
     for i, c in enumerate(controls):
-        noise = [rng.random((1, 1, h, w), dtype=np.float32) for h, w in sizes]
+        noise = [rng.random((1, *shape), dtype=np.float32) for shape in world.config.noise_shapes()]
         expected = world.step(c, noise=noise)
         got = frame_array(page.evaluate("([c, n]) => window.nw.step(c, n)",
                                         [c.tolist(), [n.ravel().tolist() for n in noise]]), world.height, world.width)
@@ -137,6 +136,18 @@ def test_first_frames_match_python(browser, pose_world):
     page = open_page(browser, served.url)
     assert_matches_python(page, world_dir)
     page.close()
+
+
+def test_a_flow_world_samples_in_the_page_as_in_python(browser, tmp_path):
+    """The sampler's steps and its Gaussian noise made from the page's uniforms, frame for frame."""
+    world = save_world(tmp_path / "flow", pose_schema(), seed=6, objective="flow", sampler_steps=2)
+    served = Served(export.export_world(world))
+    try:
+        page = open_page(browser, served.url)
+        assert_matches_python(page, world)
+        page.close()
+    finally:
+        served.stop()
 
 
 @pytest.mark.slow
@@ -154,6 +165,52 @@ def test_webgpu_matches_python_where_chromium_has_an_adapter(playwright, pose_wo
         assert_matches_python(page, world_dir, steps=3)
     finally:
         b.close()
+
+
+def mulberry32(seed: int, count: int) -> np.ndarray:
+    """The page's seeded noise source (player.js `seeded`, used by nw.seed), in Python."""
+    a, out = seed & 0xFFFFFFFF, np.empty(count, np.float64)
+    for i in range(count):
+        a = (a + 0x6D2B79F5) & 0xFFFFFFFF
+        t = a
+        t = ((t ^ (t >> 15)) * (t | 1)) & 0xFFFFFFFF
+        t ^= (t + (((t ^ (t >> 7)) * (t | 61)) & 0xFFFFFFFF)) & 0xFFFFFFFF
+        out[i] = ((t ^ (t >> 14)) & 0xFFFFFFFF) / 4294967296
+    return out
+
+
+def test_page_and_python_agree_over_300_frames_of_the_tour(browser, pose_world):
+    """The same start, tour controls and noise (the page's seeded source) give the same frames in
+    the page as in Python's World, frame after frame, within a few 8-bit levels."""
+    from neuralworld.controls import walk_pose
+    from neuralworld.tour import tour_controls
+
+    world_dir, served = pose_world
+    world = World.load(world_dir)
+    controls, _, _ = tour_controls(world.schema, 1 / 30, 300, walk_pose(np.zeros(3), 0.0, 0.0))
+    page = open_page(browser, served.url)
+    page.evaluate("window.nw.pause(true)")
+    page.evaluate("window.nw.reset()")
+    got = np.array(page.evaluate("""async (controls) => {
+        window.nw.seed(11);
+        const frames = [];
+        for (const c of controls) frames.push(...await window.nw.step(c));
+        return frames; }""", controls.tolist()), np.int64).reshape(300, world.height, world.width, 3)
+    sizes = world.layout.sizes(world.height, world.width)
+    per_step = sum(h * w for h, w in sizes)
+    draws = mulberry32(11, 300 * per_step).astype(np.float32)
+    world.reset()
+    expected = []
+    for i, c in enumerate(controls):
+        flat, noise = draws[i * per_step:(i + 1) * per_step], []
+        for h, w in sizes:
+            noise.append(flat[:h * w].reshape(1, 1, h, w))
+            flat = flat[h * w:]
+        expected.append(world.step(c, noise=noise))
+    diff = np.abs(got - np.array(expected, np.int64))
+    assert diff.max() <= 4 and diff.mean() < 0.05, (diff.max(), diff.mean())
+    assert np.abs(np.diff(np.array(expected, np.int64), axis=0)).mean() > 0.1  # the frames change along the tour
+    page.close()
 
 
 def test_walker_mirrors_the_control_file_rules(browser, pose_world):

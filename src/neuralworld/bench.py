@@ -182,7 +182,7 @@ def bench_one(name, net, schema, start, preset, *, seconds: float, threads: int,
     config = net.config
     layout, h, w = config.layout, config.height, config.width
     levels = len(layout.frames)
-    inputs = export.parity_inputs(layout, h, w, schema, seed=0)
+    inputs = export.parity_inputs(layout, h, w, schema, seed=0, noise_shapes=config.noise_shapes())
     flops = count_flops(net, inputs, levels)
     row = {"target": name, "height": h, "width": w, "params": sum(p.numel() for p in net.parameters()),
            "gflops_per_frame": flops / 1e9, "runtimes": {}}

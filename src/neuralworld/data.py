@@ -152,7 +152,10 @@ class Batch:
     memory: list[torch.Tensor]  # L x (B, 3 n_i, h_i, w_i): the corrupted memory before the first target
     targets: torch.Tensor  # (B, K, 3, H, W) frames to generate, in order
     controls: torch.Tensor  # (B, K, C) the control leading to each target
-    noise: list[list[torch.Tensor]]  # K x L x (B, 1, h_i, w_i) U(0,1) noise maps
+    noise: list[list[torch.Tensor]]  # K x the network's U(0, 1) noise inputs (NetConfig.noise_shapes), batch B
+    noise_level: torch.Tensor  # (B,) std of the Gaussian noise put on each window's memory frames
+    flow_t: torch.Tensor | None = None  # flow: (B, K) the noise level of each target's training example
+    flow_eps: torch.Tensor | None = None  # flow: (B, K, 3, H, W) N(0, 1) noise of each target's example
 
 
 def step_generator(seed: int, step: int, rank: int = 0, device="cpu") -> torch.Generator:
@@ -184,14 +187,20 @@ def sample_batch(data: TrainingData, config: NetConfig, recipe: TrainRecipe, g: 
     if recipe.brightness_jitter > 0:  # one gain per window: appearance changes, motion does not
         gain = 1 + (2 * torch.rand(batch, generator=g, device=device) - 1) * recipe.brightness_jitter
         frames = (frames * gain[:, None, None, None, None]).clamp(0, 1)
-    context = corrupt_memory_frames(frames[:, :window], recipe, g)
-    sizes = layout.sizes(config.height, config.width)
-    noise = [draw_noise(g, sizes, batch, device) for _ in range(unroll)]
-    return Batch(memory_from_frames(context, layout), frames[:, window:], controls, noise)
+    context, level = corrupt_memory_frames(frames[:, :window], recipe, g)
+    noise = [draw_noise(g, config.noise_shapes(), batch, device) for _ in range(unroll)]
+    out = Batch(memory_from_frames(context, layout), frames[:, window:], controls, noise, level)
+    if config.objective == "flow":  # t uniform in (0, 1], a quarter at 1: where every sampler starts
+        t = torch.rand(batch, unroll, generator=g, device=g.device).to(device)
+        start = torch.rand(batch, unroll, generator=g, device=g.device).to(device) < 0.25
+        out.flow_t = torch.where(start, torch.ones_like(t), t.clamp_min(1e-3))
+        out.flow_eps = torch.randn(out.targets.shape, generator=g, device=g.device).to(device)
+    return out
 
 
-def corrupt_memory_frames(frames: torch.Tensor, recipe: TrainRecipe, g: torch.Generator) -> torch.Tensor:
-    """(B, T, 3, H, W) -> the same with frames replaced by static or black, plus Gaussian noise."""
+def corrupt_memory_frames(frames: torch.Tensor, recipe: TrainRecipe, g: torch.Generator):
+    """(B, T, 3, H, W) -> the same with frames replaced by static or black, plus Gaussian noise of
+    a std drawn per window from U(0, recipe.memory_noise); and that std (B,)."""
     b, t = frames.shape[:2]
     u = torch.rand(b, t, generator=g, device=frames.device)
     static = u < recipe.memory_static
@@ -200,10 +209,11 @@ def corrupt_memory_frames(frames: torch.Tensor, recipe: TrainRecipe, g: torch.Ge
     if static.any():
         frames[static] = torch.rand(int(static.sum()), *frames.shape[2:], generator=g, device=frames.device)
     frames[black] = 0.0
+    sigma = torch.zeros(b, device=frames.device)
     if recipe.memory_noise > 0:
         sigma = torch.rand(b, generator=g, device=frames.device) * recipe.memory_noise
         frames = frames + torch.randn(frames.shape, generator=g, device=frames.device) * sigma[:, None, None, None, None]
-    return frames  # memory_from_frames clamps and rounds to 8 bits
+    return frames, sigma  # memory_from_frames clamps and rounds to 8 bits
 
 
 def validation_set(data: TrainingData, config: NetConfig, count: int = 32):

@@ -54,8 +54,10 @@ PARITY_TOLERANCE = 1e-3  # max abs error on frames in [0, 1], float32 weights
 FP16_PARITY_TOLERANCE = 2e-2
 
 
-def input_names(levels: int) -> list[str]:
-    return ["controls"] + [f"memory_{i}" for i in range(levels)] + [f"noise_{i}" for i in range(levels)]
+def input_names(levels: int, noise_inputs: int | None = None) -> list[str]:
+    """controls, memory_i per level, noise_i per level, and noise_x for a flow sampler's start."""
+    noise = [f"noise_{i}" for i in range(levels)] + ["noise_x"] * ((noise_inputs or levels) - levels)
+    return ["controls"] + [f"memory_{i}" for i in range(levels)] + noise
 
 
 class _FlatInputs(nn.Module):
@@ -70,9 +72,10 @@ class _FlatInputs(nn.Module):
 
 
 def parity_inputs(layout: MemoryLayout, height: int, width: int, schema: ControlSchema, seed: int,
-                  start_frames: np.ndarray | None = None) -> list[torch.Tensor]:
+                  start_frames: np.ndarray | None = None, noise_shapes=None) -> list[torch.Tensor]:
     """Fixed inputs in export order: controls (1, C) around the schema's mean and scale, memory of
-    8-bit values (from the start frames when given, else random), noise U(0, 1)."""
+    8-bit values (from the start frames when given, else random), noise U(0, 1) of `noise_shapes`
+    (NetConfig.noise_shapes; default one map per memory level)."""
     g = torch.Generator().manual_seed(seed)
     mean = torch.tensor(schema.mean, dtype=torch.float32)
     scale = torch.tensor(schema.scale, dtype=torch.float32)
@@ -82,7 +85,7 @@ def parity_inputs(layout: MemoryLayout, height: int, width: int, schema: Control
         memory = memory_from_frames(frames_to_tensor(start_frames[None]), layout)
     else:
         memory = [quantize8(torch.rand(1, 3 * n, h, w, generator=g)) for n, (h, w) in zip(layout.frames, sizes)]
-    return [controls, *memory, *draw_noise(g, sizes)]
+    return [controls, *memory, *draw_noise(g, noise_shapes or [(1, h, w) for h, w in sizes])]
 
 
 def export_onnx(net: nn.Module, layout: MemoryLayout, height: int, width: int, schema: ControlSchema) -> tuple[bytes, str]:
@@ -90,8 +93,9 @@ def export_onnx(net: nn.Module, layout: MemoryLayout, height: int, width: int, s
     exporter that made it ("dynamo", or "torchscript" when dynamo failed, which is printed)."""
     levels = len(layout.frames)
     flat = _FlatInputs(net, levels).eval()
-    args = tuple(parity_inputs(layout, height, width, schema, seed=0))
-    names = dict(input_names=input_names(levels), output_names=["frame"])
+    shapes = net.config.noise_shapes()
+    args = tuple(parity_inputs(layout, height, width, schema, seed=0, noise_shapes=shapes))
+    names = dict(input_names=input_names(levels, len(shapes)), output_names=["frame"])
     quiet = logging.getLogger("torch.onnx")  # it warns about torchvision ops this network never uses
     level = quiet.level
     quiet.setLevel(logging.ERROR)
@@ -145,7 +149,7 @@ def check_parity(net: nn.Module, model_bytes: bytes, inputs_list: list[list[torc
 
     session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
-    levels = (len(names) - 1) // 2
+    levels = sum(n.startswith("memory_") for n in names)
     worst = 0.0
     for inputs in inputs_list:
         with torch.no_grad():
@@ -219,8 +223,9 @@ def export_network(net: nn.Module, out_dir: Path, *, layout: MemoryLayout, heigh
         raise UserError(f"start frames: expected (K, {height}, {width}, 3) uint8, got {start_frames.shape}")
 
     model_bytes, exporter = export_onnx(net, layout, height, width, schema)
-    checks = [parity_inputs(layout, height, width, schema, seed) for seed in (1, 2)]
-    checks.append(parity_inputs(layout, height, width, schema, 3, start_frames))
+    shapes = net.config.noise_shapes()
+    checks = [parity_inputs(layout, height, width, schema, seed, noise_shapes=shapes) for seed in (1, 2)]
+    checks.append(parity_inputs(layout, height, width, schema, 3, start_frames, noise_shapes=shapes))
     error = check_parity(net, model_bytes, checks, PARITY_TOLERANCE, what=f"{out_dir} (float32)")
     if fp16:
         model_bytes = halve_weights(model_bytes)
@@ -236,7 +241,8 @@ def export_network(net: nn.Module, out_dir: Path, *, layout: MemoryLayout, heigh
         "controls": schema.to_json(),
         "player_rules": RULES.to_json(),
         "model": "model.onnx",
-        "inputs": input_names(len(layout.frames)),
+        "inputs": input_names(len(layout.frames), len(shapes)),
+        "noise": [list(shape) for shape in shapes],
         "fp16_weights": fp16,
         "exporter": exporter,
         "opset": OPSET,

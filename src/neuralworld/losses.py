@@ -18,6 +18,16 @@ class L1Loss:
         return (pred - target).abs().mean()
 
 
+class FlowMatchingLoss:
+    """The denoising loss of a flow world predicting the clean frame (x-prediction): the mean
+    squared error of the predicted clean frame at noise level t, whose minimiser is the mean of
+    the clean frames that could have made x_t, so Euler steps on (x_t - x0) / t follow the flow
+    of Lipman et al. (ICLR 2023) and Liu et al. (ICLR 2023)."""
+
+    def __call__(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return (pred - target).pow(2).mean()
+
+
 class HingeGANLoss:
     """Hinge adversarial loss (Lim & Ye, "Geometric GAN", 2017; as in SAGAN, Zhang et al. 2019 and
     BigGAN, Brock et al. 2019): the critic pushes real logits above +1 and fake ones below -1;

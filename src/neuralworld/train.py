@@ -309,7 +309,7 @@ class TrainingRun:
             g = step_generator(o.seed, self.step, rank, self.dev)
             b = sample_batch(self.data, self.config, self.recipe, g, self.dev)
             try:
-                losses = self.trainer.step(b, nan=o.debug_nan_at is not None and self.step == o.debug_nan_at)
+                losses = self.trainer.step(b, self.step, nan=o.debug_nan_at is not None and self.step == o.debug_nan_at)
             except FloatingPointError:
                 kept = (f"{self.output / CHECKPOINT} and the world keep step {self.last_checkpoint}"
                         if self.last_checkpoint is not None else "no checkpoint had been written yet")

@@ -6,8 +6,13 @@ loss, AdamW at a constant learning rate, an averaged copy of the weights (EMA) t
 gets saved and played, and training on the network's own outputs: each window generates
 `unroll` frames in a row through the rollout engine (engine.step), each pushed into memory
 before the next is generated, with a loss on each (as DIAMOND and Self-Forcing train on their
-own rollouts). The memory rounds frames to 8 bits, which has no gradient, so the steps are
-joined through memory values only, not through gradients.
+own rollouts). With recipe.unroll_grad the loss of a later frame reaches the earlier frames it
+was made from (straight-through 8-bit rounding in memory), so the network learns to make
+frames it can go on from; without it, the steps are joined through memory values only.
+
+The adversarial term can join later (recipe.adversarial_start, after an L1 phase), with an R1
+penalty on the critic (Mescheder et al., "Which Training Methods for GANs do actually
+Converge?", ICML 2018) to keep it stable.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ import torch.nn as nn
 from neuralworld import engine
 from neuralworld.controls import ControlSchema
 from neuralworld.data import Batch
-from neuralworld.losses import HingeGANLoss, L1Loss
+from neuralworld.errors import UserError
+from neuralworld.losses import FlowMatchingLoss, HingeGANLoss, L1Loss
 from neuralworld.metrics import psnr
 from neuralworld.model.config import NetConfig, TrainRecipe
 from neuralworld.model.discriminator import PatchCritic
@@ -52,18 +58,35 @@ class Unroll(nn.Module):
     """Generates K frames in a row through engine.step, each pushed into memory before the next:
     training on the network's own outputs. One forward per step, as DistributedDataParallel expects."""
 
-    def __init__(self, net: nn.Module, layout: MemoryLayout):
+    def __init__(self, net: nn.Module, layout: MemoryLayout, grad_through_memory: bool, noise_level_input: bool):
         super().__init__()
         self.net = net
         self.layout = layout
+        self.grad_through_memory = grad_through_memory
+        self.noise_level_input = noise_level_input
 
-    def forward(self, memory, controls, noise):
-        """memory: L x (B, 3n, h, w); controls (B, K, C); noise: K x L x (B, 1, h, w)
-        -> frames (B, K, 3, H, W) and the newest full-size memory each was made from (B, K, 3n0, H, W)."""
+    def forward(self, memory, controls, noise, noise_level, targets=None, flow_t=None, flow_eps=None):
+        """memory: L x (B, 3n, h, w); controls (B, K, C); noise: K x the noise inputs; noise_level (B,)
+        -> frames (B, K, 3, H, W) and the newest full-size memory each was made from (B, K, 3n0, H, W).
+        Flow: the frames are the clean frames predicted from the targets noised to flow_t (B, K)
+        with flow_eps (B, K, 3, H, W); the memory goes on with the network's own samples."""
         frames, contexts = [], []
+        level = noise_level if self.noise_level_input else None
+        if flow_t is not None:
+            for k in range(controls.shape[1]):
+                contexts.append(memory[0])
+                t = flow_t[:, k]
+                x_t = (1 - t)[:, None, None, None] * (2 * targets[:, k] - 1) + t[:, None, None, None] * flow_eps[:, k]
+                frames.append(self.net.predict(controls[:, k], memory, noise[k], level, x_t, t))
+                if k + 1 < controls.shape[1]:
+                    with torch.no_grad():
+                        _, memory = engine.step(self.net, memory, controls[:, k], noise[k], self.layout,
+                                                noise_level=level)
+            return torch.stack(frames, 1), torch.stack(contexts, 1)
         for k in range(controls.shape[1]):
             contexts.append(memory[0])
-            frame, memory = engine.step(self.net, memory, controls[:, k], noise[k], self.layout)  # (B, 3, H, W)
+            frame, memory = engine.step(self.net, memory, controls[:, k], noise[k], self.layout, noise_level=level,
+                                        grad_through_memory=self.grad_through_memory)  # (B, 3, H, W)
             frames.append(frame)
         return torch.stack(frames, 1), torch.stack(contexts, 1)
 
@@ -89,10 +112,15 @@ class Trainer:
             self.critic = PatchCritic(config, schema.dim, recipe.disc_channels).to(device)
             self.opt_critic = torch.optim.AdamW(self.critic.parameters(), lr=recipe.disc_lr, betas=(0.5, 0.99),
                                                 weight_decay=0.0)
-        self.l1, self.gan = L1Loss(), HingeGANLoss()
+        if config.objective == "flow" and (recipe.adversarial_weight > 0 or recipe.unroll_grad):
+            raise UserError("objective flow: trains without the adversarial term and without unroll_grad "
+                            "(set adversarial_weight=0 and unroll_grad=false)")
+        self.flow = config.objective == "flow"
+        self.l1 = FlowMatchingLoss() if self.flow else L1Loss()
+        self.gan = HingeGANLoss()
         self.use_bf16 = use_bf16
         net = torch.compile(self.net) if use_compile else self.net
-        self.unroll = Unroll(net, config.layout)
+        self.unroll = Unroll(net, config.layout, recipe.unroll_grad, config.noise_level_input)
         self.critic_ddp = self.critic
         if world_size > 1:
             ids = [device.index] if device.type == "cuda" else None
@@ -103,19 +131,22 @@ class Trainer:
     def autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16)
 
-    def step(self, batch: Batch, nan: bool = False) -> dict:
-        """One optimizer step of the network (and of the critic). Returns losses averaged over ranks."""
+    def step(self, batch: Batch, step: int = 0, nan: bool = False) -> dict:
+        """Optimizer step number `step` of the network (and of the critic, from
+        recipe.adversarial_start on). Returns losses averaged over ranks."""
         recipe = self.recipe
         self.net.train()
-        if self.critic is not None:  # (B * K, C) normalised, as the critic sees them
+        adversarial = self.critic is not None and step >= recipe.adversarial_start
+        if adversarial:  # (B * K, C) normalised, as the critic sees them
             controls = self.net.normalise_controls(_flat(batch.controls))
         with self.autocast():
-            frames, contexts = self.unroll(batch.memory, batch.controls, batch.noise)  # (B, K, 3, H, W)
+            frames, contexts = self.unroll(batch.memory, batch.controls, batch.noise, batch.noise_level,
+                                           batch.targets, batch.flow_t, batch.flow_eps)  # (B, K, 3, H, W)
             frames = frames.float()
             l1 = self.l1(frames, batch.targets)
             loss = recipe.l1_weight * l1
             g_adv = torch.zeros((), device=self.device)
-            if self.critic is not None:
+            if adversarial:
                 self.critic.requires_grad_(False)
                 g_adv = self.gan.generator(self.critic(_flat(frames), _flat(contexts), controls))
                 loss = loss + recipe.adversarial_weight * g_adv.float()
@@ -124,13 +155,17 @@ class Trainer:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         d_loss = torch.zeros((), device=self.device)
-        if self.critic is not None:
+        if adversarial:
             self.critic.requires_grad_(True)
             with self.autocast():
                 n = frames.shape[0] * frames.shape[1]
-                logits = self.critic_ddp(torch.cat([_flat(batch.targets), _flat(frames.detach())]),
-                                         _flat(contexts).repeat(2, 1, 1, 1), controls.repeat(2, 1))
+                real = _flat(batch.targets).requires_grad_(recipe.r1_weight > 0)
+                logits = self.critic_ddp(torch.cat([real, _flat(frames.detach())]),
+                                         _flat(contexts).detach().repeat(2, 1, 1, 1), controls.repeat(2, 1))
                 d_loss = self.gan.critic(logits[:n].float(), logits[n:].float())
+            if recipe.r1_weight > 0:  # R1: the critic's gradient at real frames stays small
+                grad, = torch.autograd.grad(logits[:n].float().sum(), real, create_graph=True)
+                d_loss = d_loss + recipe.r1_weight / 2 * grad.pow(2).sum(dim=(1, 2, 3)).mean()
             self.opt_critic.zero_grad(set_to_none=True)
             d_loss.backward()
         stats = torch.stack([loss.detach().float(), l1.detach().float(), g_adv.detach().float(), d_loss.detach().float()])
@@ -141,7 +176,7 @@ class Trainer:
             raise FloatingPointError
         self.opt.step()
         self.ema.update(self.net)
-        if self.critic is not None:
+        if adversarial:
             self.opt_critic.step()
         return dict(zip(["loss", "l1", "g_adv", "d_loss"], stats.tolist()))
 
@@ -174,7 +209,7 @@ def validate(net: WorldNet, val, device, seed: int = 1234) -> dict:
     preds = []
     for i in range(0, len(targets), 32):
         mem = [m[i:i + 32].to(device) for m in memory]
-        noise = engine.draw_noise(g, [m.shape[-2:] for m in mem], mem[0].shape[0], device)
+        noise = engine.draw_noise(g, net.config.noise_shapes(), mem[0].shape[0], device)
         frame, _ = engine.step(net, mem, controls[i:i + 32].to(device), noise)
         preds.append(frame.float().cpu())
     pred = quantize8(torch.cat(preds))  # as the world shows it: 8-bit

@@ -166,14 +166,14 @@ class World:
         return self.memory
 
     def draw_noise(self) -> list[torch.Tensor]:
-        """One (1, 1, h_i, w_i) U(0, 1) map per memory level, from this world's generator."""
-        return engine.draw_noise(self.generator, self.layout.sizes(self.height, self.width), 1, self.device)
+        """The network's U(0, 1) noise inputs (NetConfig.noise_shapes), batch 1, from this world's generator."""
+        return engine.draw_noise(self.generator, self.config.noise_shapes(), 1, self.device)
 
     @torch.inference_mode()
     def step(self, controls, noise=None) -> np.ndarray:
         """One frame: controls (C,) raw -> (H, W, 3) uint8; the frame is pushed into memory.
         Controls are kept within the ranges seen in training (ControlSchema.clip), as the page does.
-        noise: one (1, 1, h_i, w_i) array per memory level, or None to draw it from the generator."""
+        noise: one array per NetConfig.noise_shapes (batch 1), or None to draw them from the generator."""
         t0 = time.perf_counter()
         c = np.asarray(controls, np.float32).reshape(1, -1)
         if c.shape[1] != self.schema.dim:

@@ -17,7 +17,7 @@ const params = new URLSearchParams(location.search);
 
 const state = {
   meta: null, ort: null, session: null, backend: '', memory: null, driver: null, input: null,
-  start: null, paused: false, inFlight: false, lastStep: 0, worldTime: 0, frames: 0,
+  start: null, paused: false, inFlight: false, lastStep: 0, behind: 0, worldTime: 0, frames: 0,
   lastFrame: null, lastControls: null, lastDt: 0, inferMs: 0, pushMs: 0, stepMs: 0, fps: 0, fpsWindow: [],
   random: Math.random, image: null,
 };
@@ -117,9 +117,15 @@ function reset() {
   ctx.putImageData(state.image, 0, 0);
 }
 
+// the network's U(0, 1) noise inputs: world.json "noise" lists their (channels, h, w), in the
+// order of its noise inputs (NetConfig.noise_shapes); older exports: one map per memory level
+function noiseShapes() {
+  return state.meta.noise || state.meta.memory.sizes.map(([h, w]) => [1, h, w]);
+}
+
 function drawNoise() {
-  return state.meta.memory.sizes.map(([h, w]) => {
-    const a = new Float32Array(h * w);
+  return noiseShapes().map(([c, h, w]) => {
+    const a = new Float32Array(c * h * w);
     for (let i = 0; i < a.length; i++) a[i] = state.random();
     return a;
   });
@@ -137,8 +143,11 @@ async function worldStep(controls, noise) {
   meta.memory.sizes.forEach(([h, w], i) => {
     // memory changes only after the run has finished (one inference in flight), so no copy
     feeds[`memory_${i}`] = new ort.Tensor('float32', memory.levels[i], [1, 3 * meta.memory.frames[i], h, w]);
+  });
+  const noiseNames = meta.inputs.filter((name) => name.startsWith('noise_'));
+  noiseShapes().forEach(([ch, h, w], i) => {
     const n = noise[i] instanceof Float32Array ? noise[i] : Float32Array.from(noise[i]);
-    feeds[`noise_${i}`] = new ort.Tensor('float32', n, [1, 1, h, w]);
+    feeds[noiseNames[i]] = new ort.Tensor('float32', n, [1, ch, h, w]);
   });
   const out = await state.session.run(feeds);
   const t1 = performance.now();
@@ -185,25 +194,30 @@ async function advance(dt) {
   }
 }
 
-// The step the world is asked for after `elapsed` seconds of real time: the largest time step
-// it was trained on not above it, the smallest when less time has passed (player.py,
-// trained_time_step); worlds that list none: min(1/15 s, elapsed) rounded to 1/60 s.
-function timeStep(elapsed) {
+// The step the world is asked for when its time is `behind` seconds behind real time: the time
+// step it was trained on nearest to that, so world time follows real time in steps the world
+// knows (player.py, trained_time_step); worlds that list none: min(1/15 s, behind) rounded to
+// 1/60 s.
+function timeStep(behind) {
   const steps = state.meta.controls.time_steps || [];
-  if (!steps.length) return Math.max(1, Math.round(Math.min(1 / 15, elapsed) * 60)) / 60;
-  const fit = steps.filter((t) => t <= elapsed + 1e-3);
-  return fit.length ? Math.max(...fit) : Math.min(...steps);
+  if (!steps.length) return Math.max(1, Math.round(Math.min(1 / 15, behind) * 60)) / 60;
+  return steps.reduce((best, t) => (Math.abs(t - behind) < Math.abs(best - behind) - 1e-9
+    || (Math.abs(Math.abs(t - behind) - Math.abs(best - behind)) <= 1e-9 && t > best) ? t : best));
 }
 
 function tick(now) {
   requestAnimationFrame(tick);
   if (!state.session || state.paused || state.inFlight) return;
-  const elapsed = (now - state.lastStep) / 1000;
   const steps = state.meta.controls.time_steps || [];
-  // no faster than the world's smallest trained step (without one: 60 steps per second)
-  if (elapsed < (steps.length ? Math.min(...steps) : 1 / 60) - 0.002) return;
+  const smallest = steps.length ? Math.min(...steps) : 1 / 60, largest = steps.length ? Math.max(...steps) : 1 / 15;
+  // how far world time is behind real time (a long stall is not made up for)
+  const behind = Math.min(largest, state.behind + (now - state.lastStep) / 1000);
   state.lastStep = now;
-  advance(timeStep(elapsed));
+  state.behind = behind;
+  if (behind < smallest - 0.002) return; // no faster than the world's smallest trained step
+  const dt = timeStep(behind);
+  state.behind = Math.max(0, behind - dt);
+  advance(dt);
 }
 
 // ---------------------------------------------------------------- badge, overlay, buttons
