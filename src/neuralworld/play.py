@@ -16,6 +16,7 @@ import threading
 import webbrowser
 from pathlib import Path
 
+from neuralworld.argtypes import port_type
 from neuralworld.errors import UserError
 
 MIME_TYPES = {
@@ -124,7 +125,7 @@ def web_folder_for(path: Path) -> Path:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("world", type=Path,
                         help="world folder (exported to WORLD/web first when that is missing or stale), or a web folder")
-    parser.add_argument("--port", type=int, default=8000, help="port to listen on (0: any free port)")
+    parser.add_argument("--port", type=port_type, default=8000, help="port to listen on (0: any free port)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on; the default serves this machine only (e.g. 0.0.0.0 for the local network)")
     parser.add_argument("--no-browser", action="store_true", help="do not open a browser, only print the URL")

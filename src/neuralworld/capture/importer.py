@@ -34,7 +34,7 @@ from neuralworld.capture.odometry import intrinsics_from_fov
 from neuralworld.capture.video import Source, crop_box, iter_frames, open_source, transform_intrinsics, working_size
 from neuralworld.argtypes import size_type
 from neuralworld.errors import UserError
-from neuralworld.fileio import check_new_output
+from neuralworld.fileio import check_new_output, disk_full_is_user_error
 
 MOTION_FORMATS = ("auto",) + FILE_FORMATS + ("none", "telemetry", "vo", "phone-sensors")
 IMAGE_FOLDER_FPS = 10.0  # KITTI and most driving data sets
@@ -175,7 +175,8 @@ def import_capture(source, out, motion=None, motion_format: str = "auto", times=
     if progress is None:
         progress = sys.stderr.isatty()
     out.absolute().parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", suffix=".decode", dir=out.absolute().parent) as tmp:
+    with disk_full_is_user_error(out), \
+            tempfile.TemporaryDirectory(prefix=f".{out.name}.", suffix=".decode", dir=out.absolute().parent) as tmp:
         frames, decoded = _decode(src, width, height, Path(tmp) / "frames.u8", progress)
         frame_times, time_source = _frame_times(src, decoded, times, fps)
         check_times(frame_times, str(times or src.path))

@@ -61,6 +61,7 @@ from importlib import resources
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from neuralworld.argtypes import port_type
 from neuralworld.errors import UserError
 from neuralworld.fileio import atomic_write_bytes
 from neuralworld.record.store import PARTIAL_MAX_AGE_S, OffsetMismatch, RecordingStore, TooLarge
@@ -82,7 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", type=Path, default=Path("recordings"),
                         help="folder for the recordings: raw/<id>/ keeps each uploaded video and motion "
                              "log, <id>/ is its capture (made if missing; existing recordings are kept)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port to serve on (0: any free port)")
+    parser.add_argument("--port", type=port_type, default=DEFAULT_PORT, help="TCP port to serve on (0: any free port)")
     parser.add_argument("--lan", action="store_true",
                         help="serve HTTPS on the local network so that a phone can open the page (a "
                              "self-signed certificate is made on first use: accept the browser's warning "
