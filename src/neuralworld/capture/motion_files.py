@@ -14,7 +14,11 @@ Formats (`auto` tells them apart by content):
             --pose-axes opencv for OpenCV camera axes in a z-up world.
   actions   A CSV with a header: a time column (or a frame column) and named numeric columns
             (e.g. `steering,throttle`); those become the controls. Columns whose first value is
-            not a number are left out (with a note).
+            not a number are left out (with a note). The names become the capture's columns, so
+            each must be unique (case aside), not `t` or `valid`, and free of commas and quotes.
+
+Every value of a pose or action (not the times) must be a number within +-1e9
+(format.MAX_ABS_VALUE): a log that holds 1e308 or NaN is refused with the line it is on.
 
 CSV column names (case and punctuation ignored: `Pos.X` = `pos_x`):
   time      t, time, times, timestamp, seconds, sec, secs, time_s, timestamp_s (seconds);
