@@ -39,7 +39,7 @@ class Server(ThreadingHTTPServer):
         request.settimeout(self.connection_timeout)
         try:
             super().process_request(request, client_address)  # starts the connection's thread
-        except BaseException:
+        except Exception:  # it did not start (a Ctrl-C here may come after it started and released)
             self._slots.release()
             raise
 
