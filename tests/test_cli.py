@@ -39,6 +39,9 @@ def test_debug_shows_the_traceback(monkeypatch):
     for argv in (["--debug", "info", "cap"], ["info", "cap", "--debug"]):
         with pytest.raises(ZeroDivisionError):
             main(argv)
+    fails_with(monkeypatch, OSError(errno.ENOSPC, "No space left on device"))
+    with pytest.raises(OSError):
+        main(["--debug", "info", "cap"])
 
 
 @pytest.mark.parametrize("error, expected", [

@@ -30,7 +30,7 @@ COMMANDS = {
 }
 
 
-DEBUG_HELP = "on an unexpected error, show the full Python traceback"
+DEBUG_HELP = "on an error other than bad input, show the full Python traceback"
 
 
 class Parser(argparse.ArgumentParser):
@@ -76,12 +76,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: interrupted", file=sys.stderr)
         return 130
     except Exception as e:
+        if args.debug:
+            raise
         line = os_error_line(e) if isinstance(e, OSError) else None
         if line is not None:  # the machine's trouble, not the program's: a full disk, a permission
             print(f"{name}: error: {line}", file=sys.stderr)
             return 2
-        if args.debug:
-            raise
         # the last resort: a bug, in one line (the traceback is one --debug away)
         text = " ".join(str(e).split())
         text = text if len(text) <= 300 else text[:300] + "..."
