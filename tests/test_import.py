@@ -219,6 +219,7 @@ def _bad_inputs(tmp_path):
         (tmp_path / f"{name}.csv").write_text("\n".join([header] + rows) + "\n")
     (tmp_path / "two_times.csv").write_text("time,t\n" + "".join(f"{i / 10},{i / 10}\n" for i in range(7)))
     (tmp_path / "huge.csv").write_text("t,steer\n0,0\n0.1,1\n0.2,1e308\n0.3,0\n")
+    (tmp_path / "late.csv").write_text("t,steer\n0,0\n0.1,1\n0.2,1\n1e308,0\n")
     (tmp_path / "minus_huge.csv").write_text("t,steer,throttle\n0,0,0\n0.1,0,-1e308\n0.2,0,0\n")
     pose_rows = ["t,x,y,z,qx,qy,qz,qw"] + [f"{i / 10},{i},0,0,0,0,0,1" for i in range(7)]
     (tmp_path / "far.csv").write_text("\n".join(pose_rows).replace("0.2,2,0,0", "0.2,1e308,0,0") + "\n")
@@ -258,6 +259,8 @@ def _bad_inputs(tmp_path):
                          "line 4, column 'steer': 1e+308 is not a number within"),
         "action -1e308": (["clip.mp4", "-o", "cap", "--motion", "minus_huge.csv"], "minus_huge.csv",
                           "line 3, column 'throttle': -1e+308 is not a number within"),
+        "time 1e308": (["clip.mp4", "-o", "cap", "--motion", "late.csv"], "late.csv",
+                       "timestamp 1e+308 (row 3) is not within"),
         "position 1e308": (["clip.mp4", "-o", "cap", "--motion", "far.csv"], "far.csv",
                            "line 4, column 'x': 1e+308 is not a number within"),
         "quaternion 1e300 (pose CSV)": (["clip.mp4", "-o", "cap", "--motion", "quat.csv"], "quat.csv",

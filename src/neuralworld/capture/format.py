@@ -32,6 +32,7 @@ RESERVED_COLUMNS = ("t", "valid")  # frames.csv's own columns, beside the motion
 # controls are float32 in training (their statistics square them), and a log that holds such a
 # value (1e308, a stray epoch time) is broken rather than meant.
 MAX_ABS_VALUE = 1e9
+MAX_ABS_TIME_S = 1e12  # 31,700 years: any clock's seconds since its epoch, not 1e308 (nor nanoseconds)
 
 
 def _npy_header(shape: tuple[int, ...]) -> bytes:
@@ -165,6 +166,10 @@ class CaptureWriter:
 def check_times(times: np.ndarray, what: str) -> None:
     if not np.all(np.isfinite(times)):
         raise UserError(f"{what}: timestamps contain NaN or infinite values")
+    far = np.flatnonzero(np.abs(times) > MAX_ABS_TIME_S)
+    if len(far):
+        raise UserError(f"{what}: timestamp {times[far[0]]:g} (row {far[0]}) is not within +-{MAX_ABS_TIME_S:g} s "
+                        "(are these seconds?)")
     bad = np.flatnonzero(np.diff(times) <= 0)
     if len(bad):
         raise UserError(f"{what}: timestamps are not increasing (at row {bad[0] + 1}: "

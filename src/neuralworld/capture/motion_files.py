@@ -17,8 +17,8 @@ Formats (`auto` tells them apart by content):
             not a number are left out (with a note). The names become the capture's columns, so
             each must be unique (case aside), not `t` or `valid`, and free of commas and quotes.
 
-Every value of a pose or action (not the times) must be a number within +-1e9
-(format.MAX_ABS_VALUE): a log that holds 1e308 or NaN is refused with the line it is on.
+Every value of a pose or action must be a number within +-1e9 and every time within +-1e12 s
+(format.MAX_ABS_VALUE, MAX_ABS_TIME_S): a log that holds 1e308 or NaN is refused in one line.
 
 CSV column names (case and punctuation ignored: `Pos.X` = `pos_x`):
   time      t, time, times, timestamp, seconds, sec, secs, time_s, timestamp_s (seconds);
