@@ -15,6 +15,7 @@ import argparse
 import shutil
 from pathlib import Path
 
+from neuralworld.argtypes import port_type
 from neuralworld.errors import UserError
 
 DEMO_SEED = 7
@@ -29,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--minutes", type=float, default=4.0, help="training time of the tiny world")
     parser.add_argument("--frames", type=int, default=DEMO_FRAMES, help="frames of the synthetic walk")
     parser.add_argument("--device", default="auto", help="training device: auto, cpu, cuda or mps")
-    parser.add_argument("--port", type=int, default=8000, help="port of the player (0: any free port)")
+    parser.add_argument("--port", type=port_type, default=8000, help="port of the player (0: any free port)")
     parser.add_argument("--no-browser", action="store_true", help="serve the player without opening a browser")
     parser.add_argument("--no-play", action="store_true", help="stop after the export; do not serve the player")
     parser.add_argument("--force", action="store_true",
