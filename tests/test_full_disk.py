@@ -91,6 +91,20 @@ def test_export_on_a_full_disk_is_one_line(disk, tmp_path, capsys):
     assert list(mnt.iterdir()) == []
 
 
+def test_train_on_a_full_disk_is_one_line_and_leaves_no_half_world(disk, tmp_path, capsys):
+    from worldgen import moving_pattern
+
+    mnt, resize = disk
+    cap = moving_pattern(tmp_path / "cap", frames=30, seed=0)
+    micro = ["--preset", "tiny", "--size", "32x32", "--batch", "2", "--threads", "1", "--set", "memory_frames=[2,4]",
+             "--set", "channels=[8,16]", "--set", "decoder_blocks=[1,1]", "--set", "encoder_blocks=[0,0]"]
+    assert main(["train", str(cap), "-o", str(mnt / "world"), "--steps", "2", *micro]) == 2
+    line = one_line("\n".join(x for x in capsys.readouterr().err.splitlines() if "%|" not in x))  # not the bar
+    assert line.startswith(f"neuralworld train: error: {mnt / 'world'}: cannot write the checkpoint") and \
+        "no space left" in line
+    assert list(mnt.iterdir()) == []  # neither a world without its files nor a partial folder
+
+
 def test_recorder_on_a_full_disk_answers_507_and_resumes(disk):
     import http.client
 

@@ -8,6 +8,7 @@ import csv
 import io
 import pickle
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,8 @@ from neuralworld.fileio import atomic_write_bytes
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = "neuralworld-checkpoint"
+CHECKPOINT_KEYS = {"step", "samples", "elapsed_s", "preset", "seed", "batch", "val_fraction", "config", "schema",
+                   "summary", "net", "ema", "ema_count", "opt"}
 METRIC_COLUMNS = ["step", "samples", "elapsed_s", "samples_per_s", "loss", "l1", "g_adv", "d_loss",
                   "val_l1", "val_psnr", "val_copy_psnr"]
 
@@ -83,14 +86,17 @@ def save_checkpoint(output: Path, state: dict) -> None:
 def load_checkpoint(output: Path) -> dict:
     """checkpoint.pt, read without running any pickled code; one line when it is damaged."""
     path = output / CHECKPOINT
+    again = "train again without --resume, with --force"
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-        raise UserError(f"{path}: cannot read the checkpoint ({first}); it is damaged or not a neuralworld "
-                        "checkpoint (train again without --resume, with --force)") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise UserError(f"{path}: not a neuralworld checkpoint (train again without --resume, with --force)")
+        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing them
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, OSError, EOFError, ValueError, IndexError, KeyError, pickle.UnpicklingError) as e:
+        raise UserError(f"{path}: cannot read the checkpoint ({type(e).__name__}); it is damaged, or not a "
+                        f"neuralworld checkpoint ({again})") from None
+    missing = CHECKPOINT_KEYS - set(state) if isinstance(state, dict) else CHECKPOINT_KEYS
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or missing:
+        raise UserError(f"{path}: not a neuralworld checkpoint ({again})")
     return state
 
 

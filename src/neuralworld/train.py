@@ -222,6 +222,11 @@ class TrainingRun:
             if saved != given:
                 raise UserError(f"{output}: the checkpoint was trained on captures of {saved} frames, "
                                 f"these have {given} (resume with the same captures)")
+            kind, names = state["schema"]["kind"], list(state["schema"]["names"])
+            if (kind, names) != (self.data.schema.kind, list(self.data.schema.names)):
+                raise UserError(f"{output}: the checkpoint was trained on {kind} controls {names}, these captures "
+                                f"have {self.data.schema.kind} {list(self.data.schema.names)} (resume with the "
+                                "same captures)")
             self.data.schema = ControlSchema.from_json(state["schema"])  # the normalisation the network was built with
         use_bf16 = dev.type == "cuda" if options.bf16 is None else options.bf16 and dev.type == "cuda"
         use_compile = dev.type == "cuda" if options.compile is None else options.compile and dev.type == "cuda"

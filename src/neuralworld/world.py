@@ -116,12 +116,19 @@ class World:
             raise UserError(f"{path}/world.json: {e} (the world folder is damaged; train it again)") from None
         net = WorldNet(config, schema)
         try:
-            net.load_state_dict(load_file(path / "weights.safetensors"))
+            weights = load_file(path / "weights.safetensors")
             start = np.load(path / "start_frames.npy", allow_pickle=False)
-        except (RuntimeError, OSError, ValueError, SafetensorError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        except (OSError, ValueError, SafetensorError) as e:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
             raise UserError(f"{path}: cannot read the weights or start frames ({first}; the world folder is "
-                            "damaged or from another network: train it again)") from None
+                            "damaged: train it again)") from None
+        try:
+            net.load_state_dict(weights)
+        except RuntimeError as e:  # torch lists every difference, one per line: say how many and the first
+            lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+            raise UserError(f"{path}: the weights do not fit world.json's network ({max(1, len(lines) - 1)} "
+                            f"difference(s), first: {lines[-1] if len(lines) == 1 else lines[1]}"[:300]
+                            + "; the folder mixes two worlds: train it again)") from None
         return cls(net, schema, start, meta.get("preset"), meta.get("training"), device)
 
     def to_json(self) -> dict:
