@@ -157,3 +157,7 @@ def test_a_flow_world_exports_its_sampler_with_the_noise_it_starts_from(tmp_path
     other[-1] = torch.rand(other[-1].shape, generator=torch.Generator().manual_seed(9))
     moved = session.run(["frame"], dict(zip(page["inputs"], (t.numpy() for t in other))))[0]
     assert np.abs(moved - got).max() > 1e-3  # the sampler's noise changes the frame
+    assert page["sampler_steps"] == 2 and export.is_current(world, web)
+    export.export_world(world, web, sampler_steps=1)  # play --sampler-steps 1
+    assert json.loads((web / "world.json").read_text())["sampler_steps"] == 1
+    assert export.is_current(world, web, 1) and not export.is_current(world, web)

@@ -15,6 +15,11 @@ frames it joins (controls.pose_controls_between); the world's control schema lis
 (time_steps), and the players step at those. Action captures (a car's steering and throttle)
 have no time step among their controls: they are trained on consecutive frames only.
 
+Standing still. Recordings are rarely still, but a player often is: with recipe.still_fraction
+a share of pose windows has the player stop at a frame of the window and stand there (the
+frames after it are that frame, their controls zero motion over the same time), so a world
+learns that standing still changes nothing.
+
 The memory corruptions are the reference's stability fixes (Ollin Boer Bohan, "World Emulation
 via Neural Network", 2025: memory frames replaced by random static or black 1% of the time
 each) and the noise augmentation of GameNGen (Valevski et al., "Diffusion Models Are Real-Time
@@ -30,13 +35,16 @@ import numpy as np
 import torch
 
 from neuralworld.capture.format import open_capture
-from neuralworld.controls import POSE_KIND, ControlSchema, pose_controls_between
+from neuralworld.controls import POSE_CONTROL_NAMES, POSE_KIND, ControlSchema, pose_controls_between
 from neuralworld.engine import draw_noise
 from neuralworld.errors import UserError
 from neuralworld.model.config import NetConfig, TrainRecipe
 from neuralworld.model.memory import memory_from_frames
 from neuralworld.player import RULES
 from neuralworld.world import frames_to_tensor, resize_frames
+
+
+DT = POSE_CONTROL_NAMES.index("dt")
 
 
 @dataclass
@@ -180,9 +188,18 @@ def sample_batch(data: TrainingData, config: NetConfig, recipe: TrainRecipe, g: 
                                                                  skips.cumsum(1)], 1)
         fits = strided[:, -1] <= data.train_ends[pick]
         index = torch.where(fits[:, None], strided, index)
-        controls = data.track.controls(index[:, window - 1:-1], index[:, window:]).to(device)  # (B, K, C)
-    else:
+    if data.track is None:
         controls = data.controls[index[:, window:].to(data.controls.device)].to(device)  # (B, K, C)
+    else:
+        moves = (index[:, window - 1:-1], index[:, window:])  # (B, K) each: the frames each target joins
+        if recipe.still_fraction > 0:  # the player stops at frame `stop` of the window and stands there
+            still = torch.rand(batch, generator=g, device=g.device).cpu() < recipe.still_fraction
+            stop = torch.randint(window // 2, window + unroll, (batch,), generator=g, device=g.device).cpu()
+            after = still[:, None] & (torch.arange(window + unroll) >= stop[:, None])
+            index = torch.where(after, index.gather(1, stop[:, None]).expand_as(index), index)
+        controls = data.track.controls(index[:, window - 1:-1], index[:, window:])
+        controls[..., DT] = data.track.controls(*moves)[..., DT]  # standing still takes time too
+        controls = controls.to(device)
     frames = frames_to_tensor(data.frames[index.to(data.frames.device)]).to(device)  # (B, T, 3, H, W)
     if recipe.brightness_jitter > 0:  # one gain per window: appearance changes, motion does not
         gain = 1 + (2 * torch.rand(batch, generator=g, device=device) - 1) * recipe.brightness_jitter

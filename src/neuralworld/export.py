@@ -191,13 +191,21 @@ def world_fingerprint(world_dir: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def is_current(world_dir: Path, web_dir: Path) -> bool:
-    """True when web_dir is an export of the world as it is now, by this version of the player."""
+def is_current(world_dir: Path, web_dir: Path, sampler_steps: int | None = None) -> bool:
+    """True when web_dir is an export of the world as it is now, by this version of the player
+    (and with `sampler_steps` per frame, when given)."""
     p = Path(web_dir) / "world.json"
     try:
         meta = json.loads(p.read_text())
     except (OSError, ValueError):
         return False
+    if meta.get("sampler_steps") is not None:  # a flow world: K steps are in the exported graph
+        try:
+            own = json.loads((Path(world_dir) / "world.json").read_text())["config"].get("sampler_steps")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return False
+        if meta["sampler_steps"] != (sampler_steps or own):
+            return False
     return (meta.get("format") == WEB_FORMAT and meta.get("source") == world_fingerprint(world_dir)
             and meta.get("player") == player_fingerprint() and (Path(web_dir) / meta.get("model", "")).is_file())
 
@@ -266,15 +274,18 @@ def export_network(net: nn.Module, out_dir: Path, *, layout: MemoryLayout, heigh
     return out_dir
 
 
-def export_world(world_dir: Path, out_dir: Path | None = None, fp16: bool = False, force: bool = False) -> Path:
-    """Export the world folder `world_dir` to `out_dir` (default world_dir/web); returns out_dir."""
+def export_world(world_dir: Path, out_dir: Path | None = None, fp16: bool = False, force: bool = False,
+                 sampler_steps: int | None = None) -> Path:
+    """Export the world folder `world_dir` to `out_dir` (default world_dir/web); returns out_dir.
+    sampler_steps: a flow world's Euler steps per frame in the exported graph (default its own)."""
     world_dir = Path(world_dir)
-    world = World.load(world_dir)
+    world = World.load(world_dir, sampler_steps=sampler_steps)
     out_dir = world_dir / "web" if out_dir is None else Path(out_dir)
     return export_network(world.net, out_dir, layout=world.layout, height=world.height, width=world.width,
                           schema=world.schema, start_frames=world.start_frames, fp16=fp16, force=force,
                           meta={"name": world_dir.resolve().name, "preset": world.preset,
-                                "source": world_fingerprint(world_dir)})
+                                "source": world_fingerprint(world_dir), "objective": world.config.objective,
+                                "sampler_steps": world.net.sampler_steps if world.config.objective == "flow" else None})
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -286,10 +297,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"parity checked to {FP16_PARITY_TOLERANCE:g} instead of {PARITY_TOLERANCE:g})")
     parser.add_argument("--force", action="store_true",
                         help="replace the output folder even when it is not an earlier export")
+    parser.add_argument("--sampler-steps", type=int, default=None, metavar="K",
+                        help="flow worlds: Euler steps of the sampler per frame, unrolled in the exported model "
+                             "(default: the world's own); more steps, more detail, slower")
 
 
 def run(args) -> int:
-    out = export_world(args.world, args.output, fp16=args.fp16, force=args.force)
+    out = export_world(args.world, args.output, fp16=args.fp16, force=args.force, sampler_steps=args.sampler_steps)
     page = json.loads((out / "world.json").read_text())
     size = (out / "model.onnx").stat().st_size
     print(f"exported {args.world} -> {out} ({page['exporter']} exporter, opset {page['opset']}, "

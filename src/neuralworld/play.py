@@ -96,7 +96,7 @@ def serve(web_dir: Path, host: str = "127.0.0.1", port: int = 8000, open_browser
         server.server_close()
 
 
-def web_folder_for(path: Path) -> Path:
+def web_folder_for(path: Path, sampler_steps: int | None = None) -> Path:
     """The web folder to serve for `path`: a world folder (exported first when its web folder
     is missing or stale) or an exported web folder itself."""
     from neuralworld.export import WEB_FORMAT, export_world, is_current
@@ -107,9 +107,9 @@ def web_folder_for(path: Path) -> Path:
     if meta.get("format") == WEB_FORMAT:
         return path
     web = path / "web"
-    if not is_current(path, web):
+    if not is_current(path, web, sampler_steps):
         print(f"exporting {path} -> {web}", flush=True)
-        export_world(path, web)
+        export_world(path, web, sampler_steps=sampler_steps)
     return web
 
 
@@ -120,8 +120,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on; the default serves this machine only (e.g. 0.0.0.0 for the local network)")
     parser.add_argument("--no-browser", action="store_true", help="do not open a browser, only print the URL")
+    parser.add_argument("--sampler-steps", type=int, default=None, metavar="K",
+                        help="flow worlds: Euler steps of the sampler per frame (exported again when it differs); "
+                             "more steps, more detail, slower")
 
 
 def run(args) -> int:
-    serve(web_folder_for(args.world), host=args.host, port=args.port, open_browser=not args.no_browser)
+    serve(web_folder_for(args.world, args.sampler_steps), host=args.host, port=args.port, open_browser=not args.no_browser)
     return 0

@@ -93,7 +93,9 @@ class World:
     # --- on disk ---
 
     @classmethod
-    def load(cls, path, device="cpu") -> "World":
+    def load(cls, path, device="cpu", sampler_steps: int | None = None) -> "World":
+        """The world in folder `path`; sampler_steps: a flow world's Euler steps per frame instead of
+        the ones it was trained to play with (NetConfig.sampler_steps)."""
         path = Path(path)
         if not (path / "world.json").is_file():
             raise UserError(f"{path}: no world here (world.json is missing; make one with `neuralworld train`)")
@@ -129,6 +131,10 @@ class World:
             raise UserError(f"{path}: the weights do not fit world.json's network ({max(1, len(lines) - 1)} "
                             f"difference(s), first: {lines[-1] if len(lines) == 1 else lines[1]}"[:300]
                             + "; the folder mixes two worlds: train it again)") from None
+        if sampler_steps is not None:
+            if not 1 <= sampler_steps <= 16:
+                raise UserError(f"--sampler-steps {sampler_steps}: give 1..16")
+            net.sampler_steps = sampler_steps
         return cls(net, schema, start, meta.get("preset"), meta.get("training"), device)
 
     def to_json(self) -> dict:

@@ -140,6 +140,7 @@ class TrainRecipe:
     brightness_jitter: float = 0.1  # whole-window brightness gain drawn from 1 +- this (0: no augmentation)
     frame_skip: bool = False  # pose captures: also train on every 2nd.. k-th frame, up to the player's 1/15 s step (data.py)
     unroll_grad: bool = False  # gradients flow through the generated frames of the unroll (straight-through 8-bit)
+    still_fraction: float = 0.0  # pose captures: share of windows in which the player stops and stands still (data.py)
     l1_weight: float = 1.0  # weight of the per-pixel L1 loss
     adversarial_weight: float = 0.05  # weight of the adversarial loss (0: L1 only, no discriminator)
     adversarial_start: int = 0  # optimizer steps of L1 alone before the critic and its loss join
