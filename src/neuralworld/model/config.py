@@ -191,6 +191,13 @@ class Preset:
     def with_size(self, height: int, width: int) -> "Preset":
         return dataclasses.replace(self, net=self.net.with_size(height, width))
 
+    def with_fields(self, name: str | None = None, **fields) -> "Preset":
+        """The preset with fields of either part changed (by name)."""
+        net = {k: v for k, v in fields.items() if k in {f.name for f in dataclasses.fields(NetConfig)}}
+        recipe = {k: v for k, v in fields.items() if k not in net}
+        return dataclasses.replace(self, name=name or self.name, net=dataclasses.replace(self.net, **net),
+                                   recipe=dataclasses.replace(self.recipe, **recipe))
+
 
 PRESETS: dict[str, Preset] = {
     # for CPUs: 64x64 frames, 16 frames of memory in 3 levels; learns visibly in minutes on 2 cores.
