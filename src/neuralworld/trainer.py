@@ -143,7 +143,7 @@ class Trainer:
             frames, contexts = self.unroll(batch.memory, batch.controls, batch.noise, batch.noise_level,
                                            batch.targets, batch.flow_t, batch.flow_eps)  # (B, K, 3, H, W)
             frames = frames.float()
-            l1 = self.l1(frames, batch.targets)
+            l1 = self.l1(frames, batch.targets, batch.flow_t) if self.flow else self.l1(frames, batch.targets)
             loss = recipe.l1_weight * l1
             g_adv = torch.zeros((), device=self.device)
             if adversarial:

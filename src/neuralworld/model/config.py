@@ -68,6 +68,7 @@ class NetConfig:
     decoder_blocks: tuple[int, ...] = (1, 1, 2, 2)  # residual blocks per scale on the way up (decoder-heavy; flat8: their sum)
     channel_mult: float = 1.0  # multiplies every channel count (the "bigger network" rung of the ladder)
     residual: bool = True  # predict a change to the newest memory frame instead of a whole frame
+    change_gate: bool = False  # residual: the change is scaled by a gate from the controls (0: the picture holds)
     noise_level_input: bool = False  # the network is told how noisy its memory is (training's memory_noise; GameNGen)
     play_noise_level: float = 0.0  # the level it is told at play, where memory is not noised
     objective: str = "regression"  # "regression": one prediction per frame; "flow": sampled by flow matching
