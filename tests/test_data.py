@@ -52,6 +52,23 @@ def test_strided_and_standing_windows_get_the_controls_of_their_moves(walk):
     assert standing > 0 and strided > 0
 
 
+@pytest.mark.parametrize("sync_free", [False, True])
+def test_memory_corruptions_at_their_rates(sync_free):
+    """Both ways of corrupting memory (counting the frames to replace on the CPU; on a GPU
+    without that wait) replace frames by static and black at the recipe's rates."""
+    from neuralworld.data import corrupt_memory_frames
+
+    recipe = preset("memory_static=0.2", "memory_black=0.1", "memory_noise=0.0").recipe
+    frames = torch.full((64, 20, 3, 4, 4), 0.5)
+    out, sigma = corrupt_memory_frames(frames, recipe, torch.Generator().manual_seed(0), sync_free=sync_free)
+    black = (out == 0).flatten(2).all(-1)
+    static = (out != 0.5).flatten(2).any(-1) & ~black
+    assert abs(static.float().mean() - 0.2) < 0.03 and abs(black.float().mean() - 0.1) < 0.03
+    assert (out[~static & ~black] == 0.5).all() and (sigma == 0).all()
+    assert out[static].std() > 0.2  # static, not a flat colour
+    assert frames.eq(0.5).all()  # the input is left as it was
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_a_step_on_a_gpu_waits_for_nothing(walk):
     """Captures on the GPU, windows gathered there, losses not read: no host sync in a step."""

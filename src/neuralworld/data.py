@@ -221,17 +221,18 @@ def sample_batch(data: TrainingData, config: NetConfig, recipe: TrainRecipe, g: 
     return out
 
 
-def corrupt_memory_frames(frames: torch.Tensor, recipe: TrainRecipe, g: torch.Generator):
+def corrupt_memory_frames(frames: torch.Tensor, recipe: TrainRecipe, g: torch.Generator,
+                          sync_free: bool | None = None):
     """(B, T, 3, H, W) -> the same with frames replaced by static or black, plus Gaussian noise of
     a std drawn per window from U(0, recipe.memory_noise); and that std (B,).
 
-    On a GPU this takes no host sync (no count of the frames to replace): the static frames of
-    one window share one draw of static."""
+    sync_free (default: off the CPU): no host sync (no count of the frames to replace), so a GPU
+    never waits here; the static frames of one window then share one draw of static."""
     b, t = frames.shape[:2]
     u = torch.rand(b, t, generator=g, device=frames.device)
     static = u < recipe.memory_static
     black = (u >= recipe.memory_static) & (u < recipe.memory_static + recipe.memory_black)
-    if frames.device.type == "cpu":
+    if not (frames.device.type != "cpu" if sync_free is None else sync_free):
         frames = frames.clone()
         if static.any():
             frames[static] = torch.rand(int(static.sum()), *frames.shape[2:], generator=g, device=frames.device)
