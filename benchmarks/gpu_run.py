@@ -297,7 +297,7 @@ class GpuRun:
             "batch": batch, "preset_batch": base_batch, "lr": lr, "preset_lr": r.lr, "disc_lr": disc_lr,
             "rule": "the smallest batch within 90% of the search's best samples/s (at most --max-train-batch), "
                     "lr x sqrt(batch / preset batch), at most x4" if not a.batch and cuda else
-                    "given by --batch" if a.batch else "the preset's (no batch search on the CPU)"}
+                    "given by --batch" if a.batch else "the preset's (on the CPU the search stops at 4x it)"}
         self.batch = {"batch": batch, "lr": lr, "disc_lr": disc_lr, "base_batch": base_batch}
 
         rows, chosen = train_speed.speed_ladder(train_preset, host_data, device_data, dev, steps=a.ladder_steps,

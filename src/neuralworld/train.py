@@ -388,7 +388,7 @@ class TrainingRun:
                     bar.write(f"step {self.step}: validation PSNR {row['val_psnr']:.2f} dB "
                               f"(copy-last-frame {row['val_copy_psnr']:.2f} dB)")
                 self.log.write(row)
-                bar.set_postfix(loss=f"{row.get('loss', float('nan')):.4f}", samples_s=f"{rate:.1f}")
+                bar.set_postfix(loss=f"{row.get('loss', float('nan')):.4f}", samples_s=f"{rate:.1f}", refresh=False)
             bar.update(1)
         if running is not None and every > 1 and not torch.isfinite(running).all():
             self.diverged(unread, self.step - 1)
