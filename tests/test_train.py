@@ -159,10 +159,10 @@ def test_speed_switches_are_on_with_cuda_and_off_on_the_cpu():
 
     off = speed_switches(TrainOptions(), torch.device("cpu"))
     assert off == {"use_bf16": False, "use_compile": False, "channels_last": False, "fused": False,
-                   "cuda_graphs": False, "sync_every": 1}
+                   "cuda_graphs": False, "cudnn_benchmark": False, "sync_every": 1}
     on = speed_switches(TrainOptions(), torch.device("cuda"))
     assert on == {"use_bf16": True, "use_compile": True, "channels_last": True, "fused": True,
-                  "cuda_graphs": False, "sync_every": 10}
+                  "cuda_graphs": False, "cudnn_benchmark": True, "sync_every": 10}
     asked = speed_switches(TrainOptions(compile=False, cuda_graphs=True, channels_last=True, bf16=True, sync_every=3),
                            torch.device("cpu"))
     assert asked["channels_last"] and not asked["use_bf16"] and not asked["cuda_graphs"] and asked["sync_every"] == 3

@@ -17,8 +17,8 @@ is killed before its first checkpoint leaves OUTPUT as it was (the next run clea
 folder).
 
 Speed: on a GPU the captures live on the device and every batch is gathered there; bf16
-autocast, torch.compile, channels_last weights and fused AdamW are on by default with CUDA and
-off on the CPU (TrainOptions), and the losses are read, which waits for the device, every
+autocast, torch.compile, channels_last weights, fused AdamW and cuDNN's autotuning are on by
+default with CUDA and off on the CPU (TrainOptions), and the losses are read, which waits for the device, every
 --sync-every steps (every step on the CPU). benchmarks/gpu_run.py measures each of these.
 
 Many GPUs: launch with `torchrun --nproc_per_node=N -m neuralworld train ...`; ranks are read
@@ -70,6 +70,7 @@ class TrainOptions:
     bf16: bool | None = None  # bfloat16 autocast (None: on with CUDA)
     channels_last: bool | None = None  # the networks' weights in NHWC order (None: on with CUDA)
     fused_optimizer: bool | None = None  # AdamW's fused kernels (None: on with CUDA)
+    cudnn_benchmark: bool | None = None  # cuDNN times its convolution algorithms and keeps the fastest (None: on with CUDA)
     cuda_graphs: bool = False  # with compile: replay CUDA graphs (torch.compile mode "reduce-overhead")
     sync_every: int = 0  # read the losses (a wait for the device) every this many steps (0: 1 on the CPU, 10 on a GPU)
     threads: int = 0  # CPU threads for torch (0: torch's default)
@@ -128,6 +129,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="keep the networks' weights in NHWC order (default: on with CUDA)")
     parser.add_argument("--fused-optimizer", action=argparse.BooleanOptionalAction, default=None,
                         help="AdamW's fused kernels (default: on with CUDA)")
+    parser.add_argument("--cudnn-benchmark", action=argparse.BooleanOptionalAction, default=None,
+                        help="let cuDNN time its convolution algorithms and keep the fastest (default: on with CUDA)")
     parser.add_argument("--cuda-graphs", action="store_true",
                         help="with --compile, replay CUDA graphs (torch.compile's reduce-overhead mode)")
     parser.add_argument("--sync-every", type=int, default=0,
@@ -181,6 +184,7 @@ def speed_switches(options: TrainOptions, dev: torch.device) -> dict:
     return {"use_bf16": on(options.bf16) and cuda, "use_compile": on(options.compile) and cuda,
             "channels_last": on(options.channels_last), "fused": on(options.fused_optimizer),
             "cuda_graphs": options.cuda_graphs and on(options.compile) and cuda,
+            "cudnn_benchmark": on(options.cudnn_benchmark) and cuda,
             "sync_every": options.sync_every or (1 if dev.type == "cpu" else 10)}
 
 

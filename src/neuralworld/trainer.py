@@ -105,12 +105,16 @@ class Trainer:
     The speed switches (train.TrainOptions; each on with CUDA by default, off on the CPU):
     use_bf16 bfloat16 autocast; use_compile torch.compile of the network (cuda_graphs: in its
     "reduce-overhead" mode, which replays CUDA graphs); channels_last the networks' weights in
-    NHWC order, which cuDNN's fastest convolutions take; fused AdamW's fused kernels."""
+    NHWC order, which cuDNN's fastest convolutions take; fused AdamW's fused kernels;
+    cudnn_benchmark lets cuDNN time its convolution algorithms for the run's fixed shapes and
+    keep the fastest (a setting of the whole process)."""
 
     def __init__(self, config: NetConfig, recipe: TrainRecipe, schema: ControlSchema, device: torch.device,
                  seed: int, world_size: int, use_bf16: bool, use_compile: bool, channels_last: bool = False,
-                 fused: bool = False, cuda_graphs: bool = False):
+                 fused: bool = False, cuda_graphs: bool = False, cudnn_benchmark: bool = False):
         self.recipe, self.device, self.world_size = recipe, device, world_size
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = cudnn_benchmark
         torch.manual_seed(seed)
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net = WorldNet(config, schema).to(device, memory_format=memory_format)
