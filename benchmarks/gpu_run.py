@@ -352,7 +352,7 @@ class GpuRun:
                                checkpoint_minutes=a.curve_minutes, threads=a.threads, force=True,
                                compile=sw.get("use_compile"), bf16=sw.get("use_bf16"),
                                channels_last=sw.get("channels_last"), fused_optimizer=sw.get("fused"),
-                               cuda_graphs=bool(sw.get("cuda_graphs")))
+                               cudnn_benchmark=sw.get("cudnn_benchmark"), cuda_graphs=bool(sw.get("cuda_graphs")))
         print(f"training the {name} world: {length}, batch {preset.recipe.batch}, lr {preset.recipe.lr:.3g}, "
               f"switches {sw or 'the defaults'}", flush=True)
         folder = self.work / f"{name}-world"

@@ -275,17 +275,18 @@ def scaled_lr(lr: float, batch: int, base_batch: int, cap: float = 4.0) -> float
 # The first three are how the training loop works on a GPU; the others are switches of Trainer.
 LADDER = [
     ("host", "fp32, eager, captures on the host, losses read every step",
-     dict(use_bf16=False, use_compile=False, channels_last=False, fused=False), False, 1),
+     dict(use_bf16=False, use_compile=False, channels_last=False, fused=False, cudnn_benchmark=False), False, 1),
     ("device-data", "+ captures on the device, windows gathered there", {}, True, 1),
     ("no-sync", "+ losses read every 10 steps (no wait per step)", {}, True, 10),
     ("channels-last", "+ channels_last weights", dict(channels_last=True), True, 10),
+    ("cudnn-benchmark", "+ cuDNN autotuning (cudnn.benchmark)", dict(cudnn_benchmark=True), True, 10),
     ("bf16", "+ bf16 autocast", dict(use_bf16=True), True, 10),
     ("fused-adamw", "+ fused AdamW", dict(fused=True), True, 10),
     ("compile", "+ torch.compile", dict(use_compile=True), True, 10),
     ("cuda-graphs", "+ CUDA graphs (torch.compile mode reduce-overhead)", dict(cuda_graphs=True), True, 10),
 ]
 LOOP_RUNGS = {"host", "device-data", "no-sync"}
-CUDA_ONLY = {"device-data", "bf16", "compile", "cuda-graphs"}
+CUDA_ONLY = {"device-data", "cudnn-benchmark", "bf16", "compile", "cuda-graphs"}
 KEEP_WITHIN = 0.97  # a switch is kept unless it measures more than 3% slower than the best before it
 
 
@@ -320,11 +321,12 @@ def speed_ladder(preset: Preset, host_data: TrainingData, device_data: TrainingD
             warmup = 3 if trial.get("use_compile") else 1 if name == "host" else 2  # host steps are slow
             t = time_steps(trainer, data, preset, device, steps=steps, warmup=warmup, seconds=seconds,
                            read_every=read_every)
-            split = time_steps(trainer, data, preset, device, steps=max(2, steps // 2), warmup=1,
-                               seconds=seconds / 2, read_every=read_every, split=True)
+            split = None if name == "host" and device.type == "cuda" else time_steps(  # host steps are slow
+                trainer, data, preset, device, steps=max(2, steps // 2), warmup=1, seconds=seconds / 2,
+                read_every=read_every, split=True)
             row.update(samples_per_s=t.samples_per_s, steps=t.steps, seconds=t.seconds,
                        peak_memory_bytes=t.peak_memory_bytes, read_every=read_every, switches=trial,
-                       split=split.phases, host_syncs=host_syncs(trainer, data, preset, device))
+                       split=split.phases if split else None, host_syncs=host_syncs(trainer, data, preset, device))
             faster = t.samples_per_s >= KEEP_WITHIN * best
             row["kept"] = name in LOOP_RUNGS or (faster and (name != "cuda-graphs" or adopt_cuda_graphs))
             if name == "cuda-graphs" and faster and not adopt_cuda_graphs:

@@ -204,7 +204,8 @@ def test_the_ladder_keeps_what_measures_faster_and_reports_what_fails(monkeypatc
     assert by["host"]["kept"] and by["no-sync"]["kept"] and not by["channels-last"]["kept"]
     assert by["fused-adamw"]["error"] == "RuntimeError: fused kernels need a GPU" and "kept" not in by["fused-adamw"]
     assert by["no-sync"]["samples_per_s"] == pytest.approx(12.0) and by["no-sync"]["read_every"] == 10
-    assert kept == {"use_bf16": False, "use_compile": False, "channels_last": False, "fused": False}
+    assert kept == {"use_bf16": False, "use_compile": False, "channels_last": False, "fused": False,
+                    "cudnn_benchmark": False}
 
 
 def test_the_batch_search_stops_at_the_first_batch_out_of_memory(monkeypatch):
