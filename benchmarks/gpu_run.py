@@ -282,6 +282,8 @@ class GpuRun:
                                            frame_skip=preset.recipe.frame_skip)
         device_data = load(dev)
         host_data = load("cpu") if cuda else device_data
+        speed["captures_resident"] = {"device": str(device_data.frames.device), "frames": len(device_data.frames),
+                                      "bytes": device_data.frames.numel()}
         base_batch = preset.recipe.batch
         switches = dict(use_bf16=cuda, channels_last=cuda, fused=cuda)
         cap = a.max_batch if cuda else min(a.max_batch, 4 * base_batch)
