@@ -291,14 +291,17 @@ class GpuRun:
         speed["batch_search"] = search
         self.save_metrics()
 
-        batch = a.batch or (train_speed.choose_batch(search, a.max_train_batch) if cuda else None) or base_batch
+        limit = a.max_train_batch
+        if search["stopped_by"] != "cap" and search["largest"]:  # room for compile, cuDNN's workspaces, validation
+            limit = min(limit, max(search["largest"] // 2, base_batch))
+        batch = a.batch or (train_speed.choose_batch(search, limit) if cuda else None) or base_batch
         r = preset.recipe
         lr, disc_lr = (train_speed.scaled_lr(v, batch, base_batch) for v in (r.lr, r.disc_lr))
         train_preset = preset.with_fields(batch=batch, lr=lr, disc_lr=disc_lr)
         speed["training_batch"] = {
             "batch": batch, "preset_batch": base_batch, "lr": lr, "preset_lr": r.lr, "disc_lr": disc_lr,
-            "rule": "the smallest batch within 90% of the search's best samples/s (at most --max-train-batch), "
-                    "lr x sqrt(batch / preset batch), at most x4" if not a.batch and cuda else
+            "rule": "the smallest batch within 90% of the search's best samples/s (at most --max-train-batch and "
+                    "half the largest that fits), lr x sqrt(batch / preset batch), at most x4" if not a.batch and cuda else
                     "given by --batch" if a.batch else "the preset's (on the CPU the search stops at 4x it)"}
         self.batch = {"batch": batch, "lr": lr, "disc_lr": disc_lr, "base_batch": base_batch}
 
