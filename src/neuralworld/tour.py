@@ -210,7 +210,7 @@ def measure_play(rollout, d, plan, *, tour_frames: int = TOUR_FRAMES, idle_frame
            "moves": moves_ratio(memory[-1], frames, real, moving), "frames": frames}
     out["moved"] = bool(out["moves"] >= MOVES_MIN)
     if truth is not None:
-        p, q = metrics.psnr(frames, truth), metrics.ssim(frames, truth)
-        out["truth"] = {str(h): {"psnr": float(p[h - 1]), "ssim": float(q[h - 1])}
-                        for h in TRUTH_HORIZONS if h <= len(frames)}
+        at = [h - 1 for h in TRUTH_HORIZONS if h <= len(frames)]  # SSIM where it is reported
+        p, q = metrics.psnr(frames[at], truth[at]), metrics.ssim(frames[at], truth[at])
+        out["truth"] = {str(i + 1): {"psnr": float(pi), "ssim": float(qi)} for i, pi, qi in zip(at, p, q)}
     return out

@@ -47,8 +47,7 @@ class EMA:
     @torch.no_grad()
     def update(self, net: nn.Module) -> None:
         d = min(self.decay, (1 + self.count) / (10 + self.count))
-        for e, p in zip(self.net.parameters(), net.parameters()):
-            e.lerp_(p.detach(), 1 - d)
+        torch._foreach_lerp_(list(self.net.parameters()), [p.detach() for p in net.parameters()], 1 - d)
         for e, b in zip(self.net.buffers(), net.buffers()):
             e.copy_(b)
         self.count += 1
@@ -96,22 +95,37 @@ def _flat(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(-1, *x.shape[2:])
 
 
+LOSS_NAMES = ("loss", "l1", "g_adv", "d_loss")  # what Trainer.step returns, in this order
+PHASES = ("forward", "backward", "critic", "optimizer")  # where Trainer.step calls its timer, in this order
+
+
 class Trainer:
-    """The networks, optimizers and one training step; state_dict() / load_state_dict() for checkpoints."""
+    """The networks, optimizers and one training step; state_dict() / load_state_dict() for checkpoints.
+
+    The speed switches (train.TrainOptions; each on with CUDA by default, off on the CPU):
+    use_bf16 bfloat16 autocast; use_compile torch.compile of the network (cuda_graphs: in its
+    "reduce-overhead" mode, which replays CUDA graphs); channels_last the networks' weights in
+    NHWC order, which cuDNN's fastest convolutions take; fused AdamW's fused kernels;
+    cudnn_benchmark lets cuDNN time its convolution algorithms for the run's fixed shapes and
+    keep the fastest (a setting of the whole process)."""
 
     def __init__(self, config: NetConfig, recipe: TrainRecipe, schema: ControlSchema, device: torch.device,
-                 seed: int, world_size: int, use_bf16: bool, use_compile: bool):
+                 seed: int, world_size: int, use_bf16: bool, use_compile: bool, channels_last: bool = False,
+                 fused: bool = False, cuda_graphs: bool = False, cudnn_benchmark: bool = False):
         self.recipe, self.device, self.world_size = recipe, device, world_size
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = cudnn_benchmark
         torch.manual_seed(seed)
-        self.net = WorldNet(config, schema).to(device)
+        memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.net = WorldNet(config, schema).to(device, memory_format=memory_format)
         self.ema = EMA(self.net, recipe.ema_decay)
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=recipe.lr, betas=(0.9, 0.99),
-                                     weight_decay=recipe.weight_decay)
+                                     weight_decay=recipe.weight_decay, fused=fused or None)
         self.critic = self.opt_critic = None
         if recipe.adversarial_weight > 0:
-            self.critic = PatchCritic(config, schema.dim, recipe.disc_channels).to(device)
+            self.critic = PatchCritic(config, schema.dim, recipe.disc_channels).to(device, memory_format=memory_format)
             self.opt_critic = torch.optim.AdamW(self.critic.parameters(), lr=recipe.disc_lr, betas=(0.5, 0.99),
-                                                weight_decay=0.0)
+                                                weight_decay=0.0, fused=fused or None)
         if config.objective == "flow" and (recipe.adversarial_weight > 0 or recipe.unroll_grad):
             raise UserError("objective flow: trains without the adversarial term and without unroll_grad "
                             "(set adversarial_weight=0 and unroll_grad=false)")
@@ -119,7 +133,7 @@ class Trainer:
         self.l1 = FlowMatchingLoss() if self.flow else L1Loss()
         self.gan = HingeGANLoss()
         self.use_bf16 = use_bf16
-        net = torch.compile(self.net) if use_compile else self.net
+        net = torch.compile(self.net, mode="reduce-overhead" if cuda_graphs else None) if use_compile else self.net
         self.unroll = Unroll(net, config.layout, recipe.unroll_grad, config.noise_level_input)
         self.critic_ddp = self.critic
         if world_size > 1:
@@ -131,9 +145,14 @@ class Trainer:
     def autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16)
 
-    def step(self, batch: Batch, step: int = 0, nan: bool = False) -> dict:
+    def step(self, batch: Batch, step: int = 0, nan: bool = False, check: bool = True, timer=None) -> torch.Tensor:
         """Optimizer step number `step` of the network (and of the critic, from
-        recipe.adversarial_start on). Returns losses averaged over ranks."""
+        recipe.adversarial_start on). Returns the losses (LOSS_NAMES), averaged over ranks, as one
+        tensor on the device. check: raise FloatingPointError before the update if a loss is not
+        finite, which waits for the device (a host sync); without it the caller checks the losses
+        it reads. timer: called with each name of PHASES as that part of the step is queued (for
+        profiling; it synchronises if it wants device times)."""
+        mark = timer or (lambda name: None)
         recipe = self.recipe
         self.net.train()
         adversarial = self.critic is not None and step >= recipe.adversarial_start
@@ -152,8 +171,10 @@ class Trainer:
                 loss = loss + recipe.adversarial_weight * g_adv.float()
         if nan:
             loss = loss * float("nan")
+        mark("forward")
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
+        mark("backward")
         d_loss = torch.zeros((), device=self.device)
         if adversarial:
             self.critic.requires_grad_(True)
@@ -168,17 +189,19 @@ class Trainer:
                 d_loss = d_loss + recipe.r1_weight / 2 * grad.pow(2).sum(dim=(1, 2, 3)).mean()
             self.opt_critic.zero_grad(set_to_none=True)
             d_loss.backward()
+        mark("critic")
         stats = torch.stack([loss.detach().float(), l1.detach().float(), g_adv.detach().float(), d_loss.detach().float()])
         if self.world_size > 1:
             dist.all_reduce(stats)
             stats /= self.world_size
-        if not torch.isfinite(stats).all():
+        if check and not torch.isfinite(stats).all():
             raise FloatingPointError
         self.opt.step()
         self.ema.update(self.net)
         if adversarial:
             self.opt_critic.step()
-        return dict(zip(["loss", "l1", "g_adv", "d_loss"], stats.tolist()))
+        mark("optimizer")
+        return stats
 
     def state_dict(self) -> dict:
         return {

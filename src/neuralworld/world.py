@@ -49,9 +49,13 @@ def resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.stack([cv2.resize(np.asarray(f), (width, height), interpolation=interp) for f in frames])
 
 
-def frames_to_tensor(frames: np.ndarray, device=None) -> torch.Tensor:
-    """(..., H, W, 3) uint8 -> (..., 3, H, W) float32 in [0, 1]."""
-    t = torch.as_tensor(np.ascontiguousarray(frames), device=device)
+def frames_to_tensor(frames, device=None) -> torch.Tensor:
+    """(..., H, W, 3) uint8, an array or a tensor on any device -> (..., 3, H, W) float32 in [0, 1]
+    (on `device`, or where a tensor is)."""
+    if isinstance(frames, torch.Tensor):
+        t = frames if device is None else frames.to(device)
+    else:
+        t = torch.as_tensor(np.ascontiguousarray(frames), device=device)
     return t.movedim(-1, -3).float() / 255.0
 
 

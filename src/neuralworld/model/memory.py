@@ -90,15 +90,18 @@ def push(memory: list[torch.Tensor], frame: torch.Tensor, layout: MemoryLayout,
 
 def memory_from_frames(frames: torch.Tensor, layout: MemoryLayout) -> list[torch.Tensor]:
     """Memory after seeing `frames` (B, T, 3, H, W), oldest first: the same as pushing them one
-    by one into empty memory, computed at once (used to start rollouts and training windows)."""
+    by one into empty memory, computed at once (used to start rollouts and training windows).
+    Each level pools only the frames it holds (the newest n_i)."""
     b, t, _, h, w = frames.shape
-    flat = frames.reshape(b * t, 3, h, w)
     out = []
-    for n, level in zip(layout.frames, pool_levels(flat, layout)):
-        level = level.reshape(b, t, 3, *level.shape[-2:])
-        if t >= n:
-            level = level[:, t - n:]
-        else:
-            level = torch.cat([level.new_zeros(b, n - t, *level.shape[2:]), level], dim=1)
+    for i, n in enumerate(layout.frames):
+        recent = frames[:, max(0, t - n):]  # (B, k, 3, H, W), k = min(t, n)
+        k = recent.shape[1]
+        s = layout.scale(i)
+        flat = recent.reshape(b * k, 3, h, w)
+        level = quantize8(F.avg_pool2d(flat, s) if s > 1 else flat)
+        level = level.reshape(b, k, 3, *level.shape[-2:])
+        if k < n:
+            level = torch.cat([level.new_zeros(b, n - k, *level.shape[2:]), level], dim=1)
         out.append(level.reshape(b, 3 * n, *level.shape[-2:]))
     return out
