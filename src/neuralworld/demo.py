@@ -19,8 +19,9 @@ from neuralworld.argtypes import port_type
 from neuralworld.errors import UserError
 
 DEMO_SEED = 7
-DEMO_FRAMES = 2400  # 80 s of walking at 30 fps
-RENDER_SIZE = (256, 192)  # rendered at the reference size, area-resized to the world size at load
+DEMO_FPS = 60.0  # the page's smallest time step; trained with every 1st..4th frame, 1/60 .. 1/15 s
+DEMO_FRAMES = 4800  # 80 s of walking at 60 fps
+RENDER_SIZE = (128, 96)  # twice the world's size, area-averaged to it at load (anti-aliasing)
 WORLD_SIZE = (64, 48)  # the tiny preset at the reference's 4:3 aspect
 
 
@@ -56,7 +57,8 @@ def run(args) -> int:
     if (capture / "capture.json").is_file():
         print("      (kept from an earlier run)")
     else:
-        synthesize(capture, seed=DEMO_SEED, frames=args.frames, width=RENDER_SIZE[0], height=RENDER_SIZE[1])
+        synthesize(capture, seed=DEMO_SEED, frames=args.frames, width=RENDER_SIZE[0], height=RENDER_SIZE[1],
+                   fps=DEMO_FPS)
 
     print(f"[2/4] train: preset tiny at {WORLD_SIZE[0]}x{WORLD_SIZE[1]} for {args.minutes:g} minutes -> {world}",
           flush=True)

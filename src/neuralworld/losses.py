@@ -18,19 +18,30 @@ class L1Loss:
         return (pred - target).abs().mean()
 
 
+class GradientDifferenceLoss:
+    """The gradient difference loss of Mathieu, Couprie & LeCun, "Deep Multi-Scale Video
+    Prediction Beyond Mean Square Error" (ICLR 2016), made against the blur of per-pixel losses:
+    the L1 distance between the absolute horizontal and vertical differences of neighbouring
+    pixels in the predicted and the real frame, so edges must be as sharp as the real ones."""
+
+    def __call__(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        def grads(x):  # (..., H, W) -> |dx| (..., H, W-1), |dy| (..., H-1, W)
+            return (x[..., :, 1:] - x[..., :, :-1]).abs(), (x[..., 1:, :] - x[..., :-1, :]).abs()
+
+        (px, py), (tx, ty) = grads(pred), grads(target)
+        return (px - tx).abs().mean() + (py - ty).abs().mean()
+
+
 class FlowMatchingLoss:
-    """The flow matching loss (Lipman et al., ICLR 2023; Liu et al., ICLR 2023) of a network that
-    predicts the clean frame x0 (x-prediction) and is sampled along the velocity (x_t - x0) / t:
-    the squared error of that velocity, which is the clean frame's error over t
-    (Li & He, "Back to Basics: Let Denoising Generative Models Denoise", 2025), so fine detail,
-    learned at small t, is not drowned by the large-t errors. t is floored at T_MIN."""
+    """The denoising loss of a flow world predicting the clean frame (x-prediction): the mean
+    squared error of the predicted clean frame at noise level t, whose minimiser is the mean of
+    the clean frames that could have made x_t, so Euler steps on (x_t - x0) / t follow the flow
+    of Lipman et al. (ICLR 2023) and Liu et al. (ICLR 2023). Weighting it by 1 / t^2 (the
+    velocity's error, Li & He 2025) was measured too: at tiny and 3,000 steps its one-step PSNR
+    fell from 31.6 to 25.7 dB, below copy-the-last-frame."""
 
-    T_MIN = 0.05
-
-    def __call__(self, pred: torch.Tensor, target: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """pred, target (B, K, 3, H, W) frames in [0, 1]; t (B, K) noise levels."""
-        x_error = (2 * (pred - target)).pow(2).mean(dim=(2, 3, 4))  # (B, K), in the sampler's [-1, 1] units
-        return (x_error / t.clamp_min(self.T_MIN).pow(2)).mean()
+    def __call__(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return (pred - target).pow(2).mean()
 
 
 class HingeGANLoss:

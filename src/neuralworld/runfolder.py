@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import pickle
 import shutil
 import warnings
@@ -58,7 +59,7 @@ def check_output(output: Path, resume: bool, force: bool) -> None:
                         "or --force to replace it)")
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
-        probe = output.parent / f".{output.name}.write-test"
+        probe = output.parent / f".{output.name}.write-test-{os.getpid()}"  # one per process (torchrun ranks)
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:

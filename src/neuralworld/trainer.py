@@ -27,7 +27,7 @@ from neuralworld import engine
 from neuralworld.controls import ControlSchema
 from neuralworld.data import Batch
 from neuralworld.errors import UserError
-from neuralworld.losses import FlowMatchingLoss, HingeGANLoss, L1Loss
+from neuralworld.losses import FlowMatchingLoss, GradientDifferenceLoss, HingeGANLoss, L1Loss
 from neuralworld.metrics import psnr
 from neuralworld.model.config import NetConfig, TrainRecipe
 from neuralworld.model.discriminator import PatchCritic
@@ -131,7 +131,7 @@ class Trainer:
                             "(set adversarial_weight=0 and unroll_grad=false)")
         self.flow = config.objective == "flow"
         self.l1 = FlowMatchingLoss() if self.flow else L1Loss()
-        self.gan = HingeGANLoss()
+        self.gan, self.gdl = HingeGANLoss(), GradientDifferenceLoss()
         self.use_bf16 = use_bf16
         net = torch.compile(self.net, mode="reduce-overhead" if cuda_graphs else None) if use_compile else self.net
         self.unroll = Unroll(net, config.layout, recipe.unroll_grad, config.noise_level_input)
@@ -162,8 +162,10 @@ class Trainer:
             frames, contexts = self.unroll(batch.memory, batch.controls, batch.noise, batch.noise_level,
                                            batch.targets, batch.flow_t, batch.flow_eps)  # (B, K, 3, H, W)
             frames = frames.float()
-            l1 = self.l1(frames, batch.targets, batch.flow_t) if self.flow else self.l1(frames, batch.targets)
+            l1 = self.l1(frames, batch.targets)
             loss = recipe.l1_weight * l1
+            if recipe.gradient_weight > 0:
+                loss = loss + recipe.gradient_weight * self.gdl(frames, batch.targets)
             g_adv = torch.zeros((), device=self.device)
             if adversarial:
                 self.critic.requires_grad_(False)

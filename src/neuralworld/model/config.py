@@ -68,7 +68,6 @@ class NetConfig:
     decoder_blocks: tuple[int, ...] = (1, 1, 2, 2)  # residual blocks per scale on the way up (decoder-heavy; flat8: their sum)
     channel_mult: float = 1.0  # multiplies every channel count (the "bigger network" rung of the ladder)
     residual: bool = True  # predict a change to the newest memory frame instead of a whole frame
-    change_gate: bool = False  # residual: the change is scaled by a gate from the controls (0: the picture holds)
     noise_level_input: bool = False  # the network is told how noisy its memory is (training's memory_noise; GameNGen)
     play_noise_level: float = 0.0  # the level it is told at play, where memory is not noised
     objective: str = "regression"  # "regression": one prediction per frame; "flow": sampled by flow matching
@@ -143,6 +142,7 @@ class TrainRecipe:
     unroll_grad: bool = False  # gradients flow through the generated frames of the unroll (straight-through 8-bit)
     still_fraction: float = 0.0  # pose captures: share of windows in which the player stops and stands still (data.py)
     l1_weight: float = 1.0  # weight of the per-pixel L1 loss
+    gradient_weight: float = 0.0  # weight of the gradient difference loss (sharp edges; regression)
     adversarial_weight: float = 0.05  # weight of the adversarial loss (0: L1 only, no discriminator)
     adversarial_start: int = 0  # optimizer steps of L1 alone before the critic and its loss join
     r1_weight: float = 0.0  # R1 penalty on the critic's gradient at real frames (Mescheder et al. 2018)

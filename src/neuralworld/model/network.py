@@ -164,12 +164,6 @@ class WorldNet(nn.Module):
             last = self.body.out if config.network == "unet" else self.body.up[0]
             nn.init.zeros_(last.weight)
             nn.init.zeros_(last.bias)
-        # a static camera in a static place sees no change: one number from the controls scales the
-        # whole change, so standing still can be learned as exactly no change (it starts at 1)
-        self.change_gate = nn.Linear(e, 1) if config.change_gate and config.residual else None
-        if self.change_gate is not None:
-            nn.init.zeros_(self.change_gate.weight)
-            nn.init.zeros_(self.change_gate.bias)
 
     def normalise_controls(self, controls: torch.Tensor) -> torch.Tensor:
         """(B, C) raw -> (B, C) normalised by the schema's mean and scale."""
@@ -199,8 +193,6 @@ class WorldNet(nn.Module):
         out = self.body(memory, maps, cond)  # (B, 3, H, W)
         if not self.config.residual:
             return torch.sigmoid(out)
-        if self.change_gate is not None:
-            out = out * (2 * torch.sigmoid(self.change_gate(cond)))[:, :, None, None]  # (B, 1, 1, 1) in (0, 2)
         out = memory[0][:, -3:] + out  # a change to the newest frame in memory
         if self.training:  # straight-through clamp: overshooting pixels still get a gradient
             return out + (out.clamp(0.0, 1.0) - out).detach()
