@@ -17,9 +17,9 @@ from neuralworld.world import World
 HEIGHT, WIDTH = 32, 32
 
 
-def tiny_config(height: int = HEIGHT, width: int = WIDTH):
+def tiny_config(height: int = HEIGHT, width: int = WIDTH, **fields):
     return dataclasses.replace(get_preset("tiny").net, height=height, width=width, memory_frames=(4, 8, 16),
-                               channels=(8, 16, 16), control_embed=16)
+                               channels=(8, 16, 16), control_embed=16, **fields)
 
 
 def pose_schema() -> ControlSchema:
@@ -42,10 +42,11 @@ def start_frames(count: int = 6, height: int = HEIGHT, width: int = WIDTH, seed:
     return np.round(np.clip(np.stack(frames), 0, 1) * 255).astype(np.uint8)
 
 
-def random_world_net(schema: ControlSchema, seed: int = 0, height: int = HEIGHT, width: int = WIDTH) -> WorldNet:
+def random_world_net(schema: ControlSchema, seed: int = 0, height: int = HEIGHT, width: int = WIDTH,
+                     **fields) -> WorldNet:
     """A WorldNet with random weights everywhere (a fresh one starts as copy-the-last-frame, which
-    would hide differences between runtimes)."""
-    net = WorldNet(tiny_config(height, width), schema)
+    would hide differences between runtimes); `fields` change its NetConfig (e.g. objective="flow")."""
+    net = WorldNet(tiny_config(height, width, **fields), schema)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in net.named_parameters():
@@ -53,9 +54,9 @@ def random_world_net(schema: ControlSchema, seed: int = 0, height: int = HEIGHT,
     return net.eval()
 
 
-def save_world(path: Path, schema: ControlSchema | None = None, seed: int = 0) -> Path:
+def save_world(path: Path, schema: ControlSchema | None = None, seed: int = 0, **fields) -> Path:
     schema = schema or pose_schema()
-    World(random_world_net(schema, seed), schema, start_frames(), preset="tiny").save(path)
+    World(random_world_net(schema, seed, **fields), schema, start_frames(), preset="tiny").save(path)
     return Path(path)
 
 

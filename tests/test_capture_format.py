@@ -61,3 +61,47 @@ def test_open_rejects_damaged_capture(tmp_path):
         open_capture(tmp_path / "cap")
     with pytest.raises(UserError, match="no such capture"):
         open_capture(tmp_path / "missing")
+
+
+def _write_actions(path, names, actions):
+    with CaptureWriter(path, width=8, height=6) as w:
+        for _ in range(len(actions)):
+            w.add(np.zeros((6, 8, 3), np.uint8))
+        w.finish(np.arange(len(actions)) / 10, source="log", actions=actions, action_names=names)
+
+
+@pytest.mark.parametrize("names, problem", [(["steer", "steer"], "two columns named"), (["valid", "x"], "'valid' column"),
+                                            (["t", "x"], "own 't' column"), (["a,b", "x"], "cannot be stored"),
+                                            (["a\nb", "x"], "cannot be stored"), (['say "hi"', "x"], "cannot be stored"),
+                                            ([" steer", "x"], "cannot be stored")])
+def test_writer_refuses_names_the_table_cannot_hold(tmp_path, names, problem):
+    with pytest.raises(UserError, match=problem):
+        _write_actions(tmp_path / "cap", names, np.ones((3, 2)))
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("value", [1e308, -1e308, np.inf, np.nan, 2e9])
+def test_writer_refuses_values_no_recording_holds(tmp_path, value):
+    actions = np.ones((3, 2))
+    actions[1, 1] = value
+    with pytest.raises(UserError, match="row 1, column 'b'"):
+        _write_actions(tmp_path / "cap", ["a", "b"], actions)
+    poses = np.stack([walk_pose([0, 0, 1.6], 0, 0)] * 3)
+    poses[2, 0, 3] = value
+    with pytest.raises(UserError, match="poses, row 2"):
+        with CaptureWriter(tmp_path / "cap", width=8, height=6) as w:
+            for _ in range(3):
+                w.add(np.zeros((6, 8, 3), np.uint8))
+            w.finish(np.arange(3) / 10, source="log", poses=poses)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_capture_that_does_not_read_back_is_never_committed(tmp_path, monkeypatch):
+    # the last check before the rename: were the name checks gone, `valid` as an action would
+    # silently become the valid flag (7 read back as 1); the read-back catches it
+    import neuralworld.capture.format as fmt
+    monkeypatch.setattr(fmt, "check_action_names", lambda names, what: None)
+    for names in (["valid", "throttle"], ["steer", "steer"], ["steer,left", "x"]):
+        with pytest.raises(RuntimeError, match="does not read back"):
+            _write_actions(tmp_path / "cap", names, np.array([[7.0, 2], [7, 3], [7, 4]]))
+        assert list(tmp_path.iterdir()) == []

@@ -9,7 +9,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from neuralworld import export, quantize
+from neuralworld import export, metrics, quantize
 from neuralworld.cli import main
 from neuralworld.errors import UserError
 from neuralworld.world import World
@@ -118,8 +118,7 @@ def test_int8_model_keeps_the_memory_rule_and_the_picture(exported):
     np.testing.assert_array_equal(memory[0][0, -3:], got[0].transpose(2, 0, 1) / np.float32(255))
     for m in memory:
         np.testing.assert_array_equal(np.round(m * 255) / np.float32(255), m)  # 8-bit values
-    mse = np.mean((got.astype(float) - expected) ** 2)
-    assert 10 * np.log10(255 ** 2 / max(mse, 1e-12)) >= export.QUALITY_MIN_DB
+    assert metrics.psnr(got, expected).min() >= export.QUALITY_MIN_DB
 
 
 def test_float16_model_computes_in_float16(exported):
@@ -213,3 +212,33 @@ def test_export_of_an_action_world(tmp_path):
     assert page["controls"]["kind"] == "actions" and page["controls"]["names"] == ["steering", "throttle"]
     assert page["controls"]["ranges"] == [[-0.7, 0.6], [0.4, 1.0]]
     assert len(start_frames()) == page["start_frames"] and page["backends"]["wasm"] == "model.int8.onnx"
+
+
+def test_a_flow_world_exports_its_sampler_with_the_noise_it_starts_from(tmp_path):
+    world = save_world(tmp_path / "flow", seed=4, objective="flow", sampler_steps=2)
+    web = export.export_world(world, webgpu_f16=False)
+    page = json.loads((web / "world.json").read_text())
+    assert page["inputs"][-1] == "noise_x" and page["noise"][-1] == [4, HEIGHT, WIDTH]
+    assert page["models"]["model.onnx"]["parity"]["max_levels"] <= export.PARITY_LEVELS
+    for name in page["models"]:  # every model takes the sampler's noise
+        model = onnx.load(web / name)
+        dims = {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in model.graph.input}
+        assert dims["noise_x"] == [1, 4, HEIGHT, WIDTH], name
+    w = World.load(world)
+    inputs = export.parity_inputs(w.layout, HEIGHT, WIDTH, w.schema, seed=5, noise_shapes=w.config.noise_shapes())
+    session = ort.InferenceSession(str(web / "model.onnx"), providers=["CPUExecutionProvider"])
+    run = lambda ts: session.run(["frame"], dict(zip(page["inputs"], (t.numpy() for t in ts))))[0][0, ..., :3]  # noqa: E731
+    got = run(inputs).astype(int)
+    as_bytes = lambda f: np.round(f[0].permute(1, 2, 0).numpy() * 255).astype(int)  # noqa: E731
+    with torch.no_grad():
+        two = as_bytes(w.net(inputs[0], inputs[1:4], inputs[4:]))
+        w.net.sampler_steps = 1
+        one = as_bytes(w.net(inputs[0], inputs[1:4], inputs[4:]))
+    assert np.abs(got - two).max() <= 1 and np.abs(one - two).max() > 1  # K steps are in the graph
+    other = [t.clone() for t in inputs]
+    other[-1] = torch.rand(other[-1].shape, generator=torch.Generator().manual_seed(9))
+    assert np.abs(run(other).astype(int) - got).max() > 1  # the sampler's noise changes the frame
+    assert page["sampler_steps"] == 2 and export.is_current(world, web)
+    export.export_world(world, web, webgpu_f16=False, sampler_steps=1)  # play --sampler-steps 1
+    assert json.loads((web / "world.json").read_text())["sampler_steps"] == 1
+    assert export.is_current(world, web, 1) and not export.is_current(world, web)

@@ -213,6 +213,19 @@ def _bad_inputs(tmp_path):
     (tmp_path / "odd.csv").write_text("alpha,beta\n1,2\n3,4\n")
     (tmp_path / "five.txt").write_text("1 2 3 4 5\n6 7 8 9 10\n")
     (tmp_path / "exists").mkdir()
+    rows = [f"{i / 10:.1f},{i},{i % 3}" for i in range(7)]  # 0..0.6 s: the clip's span
+    for name, header in {"twice": "t,steer,steer", "valid": "t,valid,throttle", "comma": 't,"steer,left",throttle',
+                         "case": "t,Steer,steer", "unnamed": "t,,throttle"}.items():
+        (tmp_path / f"{name}.csv").write_text("\n".join([header] + rows) + "\n")
+    (tmp_path / "two_times.csv").write_text("time,t\n" + "".join(f"{i / 10},{i / 10}\n" for i in range(7)))
+    (tmp_path / "huge.csv").write_text("t,steer\n0,0\n0.1,1\n0.2,1e308\n0.3,0\n")
+    (tmp_path / "late.csv").write_text("t,steer\n0,0\n0.1,1\n0.2,1\n1e308,0\n")
+    (tmp_path / "minus_huge.csv").write_text("t,steer,throttle\n0,0,0\n0.1,0,-1e308\n0.2,0,0\n")
+    pose_rows = ["t,x,y,z,qx,qy,qz,qw"] + [f"{i / 10},{i},0,0,0,0,0,1" for i in range(7)]
+    (tmp_path / "far.csv").write_text("\n".join(pose_rows).replace("0.2,2,0,0", "0.2,1e308,0,0") + "\n")
+    (tmp_path / "quat.csv").write_text("\n".join(pose_rows).replace("0.3,3,0,0,0,0,0,1", "0.3,3,0,0,0,0,0,1e300") + "\n")
+    (tmp_path / "quat.txt").write_text("".join(f"{i / 10} 0 0 0 0 0 0 {1e300 if i == 4 else 1}\n" for i in range(7)))
+    (tmp_path / "far.txt").write_text(kitti_lines(6).replace("0.000000e+00", "1e308", 1))
     return {
         "missing file": (["nothing.mp4", "-o", "cap"], "nothing.mp4", "no such file"),
         "empty file": (["empty.mp4", "-o", "cap"], "empty.mp4", "empty"),
@@ -229,6 +242,32 @@ def _bad_inputs(tmp_path):
                                    "unknown column layout"),
         "output exists": (["clip.mp4", "-o", "exists"], "exists", "already exists (pass --force"),
         "empty motion file": (["clip.mp4", "-o", "cap", "--motion", "empty.mp4"], "empty.mp4", "empty"),
+        # headers that would corrupt or break the capture's table
+        "repeated name": (["clip.mp4", "-o", "cap", "--motion", "twice.csv"], "twice.csv",
+                          "two columns named 'steer' and 'steer'"),
+        "names differing in case": (["clip.mp4", "-o", "cap", "--motion", "case.csv"], "case.csv",
+                                    "two columns named 'Steer' and 'steer'"),
+        "reserved name": (["clip.mp4", "-o", "cap", "--motion", "valid.csv"], "valid.csv",
+                          "clash with the capture's own 'valid' column"),
+        "comma in a name": (["clip.mp4", "-o", "cap", "--motion", "comma.csv"], "comma.csv",
+                            "'steer,left' cannot be stored"),
+        "empty name": (["clip.mp4", "-o", "cap", "--motion", "unnamed.csv"], "unnamed.csv", "'' cannot be stored"),
+        "two time columns": (["clip.mp4", "-o", "cap", "--motion", "two_times.csv"], "two_times.csv",
+                             "2 time columns (time, t)"),
+        # values no recording holds, refused here rather than in `train`
+        "action 1e308": (["clip.mp4", "-o", "cap", "--motion", "huge.csv"], "huge.csv",
+                         "line 4, column 'steer': 1e+308 is not a number within"),
+        "action -1e308": (["clip.mp4", "-o", "cap", "--motion", "minus_huge.csv"], "minus_huge.csv",
+                          "line 3, column 'throttle': -1e+308 is not a number within"),
+        "time 1e308": (["clip.mp4", "-o", "cap", "--motion", "late.csv"], "late.csv",
+                       "timestamp 1e+308 (row 3) is not within"),
+        "position 1e308": (["clip.mp4", "-o", "cap", "--motion", "far.csv"], "far.csv",
+                           "line 4, column 'x': 1e+308 is not a number within"),
+        "quaternion 1e300 (pose CSV)": (["clip.mp4", "-o", "cap", "--motion", "quat.csv"], "quat.csv",
+                                        "line 5, column 'qw': 1e+300 is not a number within"),
+        "quaternion 1e300 (TUM)": (["clip.mp4", "-o", "cap", "--motion", "quat.txt"], "quat.txt",
+                                   "line 5, column 'qw': 1e+300"),
+        "KITTI entry 1e308": ([images, "-o", "cap", "--motion", "far.txt"], "far.txt", "line 1: 1e+308"),
     }
 
 
@@ -242,6 +281,15 @@ def test_bad_input_gives_one_line_exit_2_and_leaves_nothing(tmp_path, capsys, mo
         lines = out.err.strip().splitlines()
         assert len(lines) == 1 and culprit in lines[0] and problem in lines[0], (name, out.err)
         assert sorted(p.name for p in tmp_path.iterdir()) == before, name  # no capture, no temporary folder
+
+
+def test_action_names_a_capture_can_hold_are_kept_as_they_are(tmp_path):
+    video = make_video(tmp_path / "clip.mp4", n=10)
+    (tmp_path / "log.csv").write_text("t,Lenkung (°),throttle %,brake.pedal\n" +
+                                      "".join(f"{i / 30:.4f},{i},-{i},{i % 2}\n" for i in range(10)))
+    cap = open_capture(import_capture(video, tmp_path / "cap", motion=tmp_path / "log.csv"))
+    assert cap.control_names == ["Lenkung (°)", "throttle %", "brake.pedal"]
+    assert np.array_equal(cap.actions, np.stack([np.arange(10), -np.arange(10), np.arange(10) % 2], 1))
 
 
 def test_truncated_mp4_with_index_first_is_refused(tmp_path, capsys):

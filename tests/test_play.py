@@ -11,9 +11,10 @@ import time
 
 import pytest
 
-from neuralworld import export, play
+from neuralworld import export, play, serving
 from neuralworld.errors import UserError
 
+from http_clients import burst, connection_threads, slow_clients
 from player_worlds import save_world
 
 needs_runtime = pytest.mark.skipif(not (export.RUNTIME_DIR / "ort.wasm.min.mjs").is_file(),
@@ -72,6 +73,36 @@ def test_refuses_a_folder_without_a_player(tmp_path):
 def test_busy_port_is_a_user_error(served):
     with pytest.raises(UserError, match="--port"):
         play.make_server(served.RequestHandlerClass.keywords["directory"], "127.0.0.1", served.server_address[1])
+
+
+def test_200_clients_at_once_are_all_served(served):
+    # socketserver's backlog of 5 left clients waiting for their SYN retries: 68 to 189 of 200
+    # served within 5 s, the slowest after 14 to 55 s; with a backlog of 1024, all within 0.2 s
+    results = burst(served.server_address[:2], "/", 200)
+    assert all(status == 200 for status, _ in results)
+    assert max(seconds for _, seconds in results) < 5
+
+
+def test_slow_clients_are_bounded_and_timed_out(tmp_path, monkeypatch):
+    monkeypatch.setattr(serving.Server, "max_connections", 4)
+    monkeypatch.setattr(serving.Server, "connection_timeout", 1.0)
+    (tmp_path / "index.html").write_text("hi")
+    server = play.make_server(tmp_path, "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        socks = slow_clients(server.server_address[:2], 12)
+        time.sleep(0.3)
+        assert connection_threads() <= 4  # one thread per slow client before: 12
+        # a new client waits in the backlog; each slow client is dropped after its second of silence
+        status, seconds = burst(server.server_address[:2], "/", 1)[0]
+        assert status == 200 and seconds < 20
+        for s in socks:  # every slow client was closed by the server
+            s.settimeout(20)
+            assert s.recv(100) == b""
+            s.close()
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @needs_runtime

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from neuralworld import export, play
+from neuralworld import export, metrics, play
 from neuralworld.player import integrate_sticks
 from neuralworld.world import World
 
@@ -145,9 +145,8 @@ def assert_matches_python(page, world_dir, steps=5):
     controls, _ = integrate_sticks(np.array([0.0, 0.2]), np.array([[1.0, -0.5], [0.5, 0.8]]), ["forward", "turn"],
                                    1 / 15, frames=steps)
     rng = np.random.default_rng(7)
-    sizes = world.layout.sizes(world.height, world.width)
     for i, c in enumerate(controls):
-        noise = [rng.random((1, 1, h, w), dtype=np.float32) for h, w in sizes]
+        noise = [rng.random((1, *shape), dtype=np.float32) for shape in world.config.noise_shapes()]
         expected = world.step(c, noise=noise)
         got = frame_array(page.evaluate("([c, n]) => window.nw.step(c, n)",
                                         [c.tolist(), [n.ravel().tolist() for n in noise]]), world.height, world.width)
@@ -182,19 +181,30 @@ def test_reduced_precision_models_stay_close_to_python(browser, pose_world, mode
     world = World.load(world_dir)
     world.reset()
     rng = np.random.default_rng(3)
-    sizes = world.layout.sizes(world.height, world.width)
     c = np.array(world.schema.mean, np.float32)
     for i in range(3):
-        noise = [rng.random((1, 1, h, w), dtype=np.float32) for h, w in sizes]
+        noise = [rng.random((1, *shape), dtype=np.float32) for shape in world.config.noise_shapes()]
         expected = world.step(c, noise=noise).astype(float)
         got = frame_array(page.evaluate("([c, n]) => window.nw.step(c, n)", [c.tolist(), [n.ravel().tolist() for n in noise]]),
                           world.height, world.width).astype(float)
-        assert 10 * np.log10(255 ** 2 / max(np.mean((got - expected) ** 2), 1e-12)) >= export.QUALITY_MIN_DB, i
+        assert metrics.psnr(got / 255, expected / 255) >= export.QUALITY_MIN_DB, i
     # the memory (bytes in the int8 model) holds the frame the page drew, as 8-bit values
     newest = np.array(page.evaluate("window.nw.memory()")[0], np.float32)[-3 * world.height * world.width:]
     np.testing.assert_array_equal(newest.reshape(3, world.height, world.width),
                                   got.transpose(2, 0, 1).astype(np.float32) / np.float32(255))
     page.close()
+
+
+def test_a_flow_world_samples_in_the_page_as_in_python(browser, tmp_path):
+    """The sampler's steps and its Gaussian noise made from the page's uniforms, frame for frame."""
+    world = save_world(tmp_path / "flow", pose_schema(), seed=6, objective="flow", sampler_steps=2)
+    served = Served(export.export_world(world))
+    try:
+        page = open_page(browser, served.url + "?model=model.onnx")
+        assert_matches_python(page, world)
+        page.close()
+    finally:
+        served.stop()
 
 
 @pytest.mark.slow
@@ -214,6 +224,53 @@ def test_webgpu_matches_python_where_chromium_has_an_adapter(playwright, pose_wo
         assert_matches_python(page, world_dir, steps=3)
     finally:
         b.close()
+
+
+def mulberry32(seed: int, count: int) -> np.ndarray:
+    """The page's seeded noise source (world.js `seeded`, used by nw.seed), in Python."""
+    a, out = seed & 0xFFFFFFFF, np.empty(count, np.float64)
+    for i in range(count):
+        a = (a + 0x6D2B79F5) & 0xFFFFFFFF
+        t = a
+        t = ((t ^ (t >> 15)) * (t | 1)) & 0xFFFFFFFF
+        t ^= (t + (((t ^ (t >> 7)) * (t | 61)) & 0xFFFFFFFF)) & 0xFFFFFFFF
+        out[i] = ((t ^ (t >> 14)) & 0xFFFFFFFF) / 4294967296
+    return out
+
+
+def test_page_and_python_agree_over_300_frames_of_the_tour(browser, pose_world):
+    """The same start, tour controls and noise (the page's seeded source) give the same frames in
+    the page as in Python's World, frame after frame, within a few 8-bit levels (the float32 step
+    model; the int8 one is held to QUALITY_MIN_DB above)."""
+    from neuralworld.controls import walk_pose
+    from neuralworld.tour import tour_controls
+
+    world_dir, served = pose_world
+    world = World.load(world_dir)
+    controls, _, _ = tour_controls(world.schema, 1 / 30, 300, walk_pose(np.zeros(3), 0.0, 0.0))
+    page = open_page(browser, served.url + "?model=model.onnx")
+    page.evaluate("window.nw.pause(true)")
+    page.evaluate("window.nw.reset()")
+    got = np.array(page.evaluate("""async (controls) => {
+        window.nw.seed(11);
+        const frames = [];
+        for (const c of controls) frames.push(...await window.nw.step(c));
+        return frames; }""", controls.tolist()), np.int64).reshape(300, world.height, world.width, 3)
+    sizes = world.layout.sizes(world.height, world.width)
+    per_step = sum(h * w for h, w in sizes)
+    draws = mulberry32(11, 300 * per_step).astype(np.float32)
+    world.reset()
+    expected = []
+    for i, c in enumerate(controls):
+        flat, noise = draws[i * per_step:(i + 1) * per_step], []
+        for h, w in sizes:
+            noise.append(flat[:h * w].reshape(1, 1, h, w))
+            flat = flat[h * w:]
+        expected.append(world.step(c, noise=noise))
+    diff = np.abs(got - np.array(expected, np.int64))
+    assert diff.max() <= 4 and diff.mean() < 0.05, (diff.max(), diff.mean())
+    assert np.abs(np.diff(np.array(expected, np.int64), axis=0)).mean() > 0.1  # the frames change along the tour
+    page.close()
 
 
 def test_walker_mirrors_the_control_file_rules(browser, pose_world):

@@ -156,3 +156,16 @@ def test_control_file_errors(tmp_path):
     ok.write_text("t,steering,throttle\n0,0.1,0.5\n")
     out = read_control_file(ok, ACTION_SCHEMA, 1 / 15, frames=3)
     assert out.shape == (3, 2) and np.allclose(out[-1], [0.1, 0.5])  # the last row is held
+
+
+def test_players_ask_for_the_trained_time_step_nearest_to_the_lag():
+    from neuralworld.player import trained_time_step
+
+    schema = ControlSchema(POSE_KIND, tuple(ControlSchema.identity().names), ((-1.0, 1.0),) * 16, (0.0,) * 16,
+                           (1.0,) * 16, (1 / 60, 2 / 60, 3 / 60, 4 / 60))
+    assert trained_time_step(schema, 1 / 60) == pytest.approx(1 / 60)
+    assert trained_time_step(schema, 0.030) == pytest.approx(2 / 60)
+    assert trained_time_step(schema, 0.025) == pytest.approx(2 / 60)  # a tie: the larger step
+    assert trained_time_step(schema, 0.5) == pytest.approx(4 / 60)  # never beyond the largest
+    old = ControlSchema.identity()  # a world that lists no steps: the player's own rule
+    assert trained_time_step(old, 1 / 24) == pytest.approx(world_time_step(1 / 24))

@@ -45,6 +45,10 @@ def test_synth_capture_passes_the_checks_of_an_imported_one(tmp_path):
     assert np.array_equal(render_poses(cap.poses[[0, 7]], 64, 48, seed=2), cap.frames[[0, 7]])
     # an existing output is refused
     assert main(["synth", "-o", str(out), "--frames", "2", "--size", "64x48"]) == 2
+    # a walk of a single frame (nothing to differentiate) is a capture too
+    assert main(["synth", "-o", str(tmp_path / "one"), "--frames", "1", "--size", "64x48", "--seed", "2"]) == 0
+    one = open_capture(tmp_path / "one")
+    assert len(one) == 1 and np.allclose(one.poses[0], walk(scene, 1, seed=2)[0])
 
 
 @pytest.mark.slow

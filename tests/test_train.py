@@ -141,6 +141,59 @@ def test_nan_loss_stops_and_keeps_the_last_checkpoint(tmp_path, captures, capsys
     World.load(out)
 
 
+def test_losses_read_every_few_steps_still_stop_before_a_bad_checkpoint(tmp_path, captures, capsys):
+    """With --sync-every the losses are checked when read, and always before a checkpoint: a
+    NaN at step 3 is found at the checkpoint after step 4, which is then not written."""
+    out = tmp_path / "world"
+    rc = train(captures["a"], "-o", str(out), "--steps", "6", "--checkpoint-every", "2", "--debug-nan-at", "3",
+               "--sync-every", "5", *MICRO)
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "diverged at a step from 2 to 3" in err and "keep step 2" in err
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 2 and all(torch.isfinite(v).all() for v in state["ema"].values() if v.is_floating_point())
+
+
+def test_speed_switches_are_on_with_cuda_and_off_on_the_cpu():
+    from neuralworld.train import TrainOptions, speed_switches
+
+    off = speed_switches(TrainOptions(), torch.device("cpu"))
+    assert off == {"use_bf16": False, "use_compile": False, "channels_last": False, "fused": False,
+                   "cuda_graphs": False, "cudnn_benchmark": False, "sync_every": 1}
+    on = speed_switches(TrainOptions(), torch.device("cuda"))
+    assert on == {"use_bf16": True, "use_compile": True, "channels_last": True, "fused": True,
+                  "cuda_graphs": False, "cudnn_benchmark": True, "sync_every": 10}
+    asked = speed_switches(TrainOptions(compile=False, cuda_graphs=True, channels_last=True, bf16=True, sync_every=3),
+                           torch.device("cpu"))
+    assert asked["channels_last"] and not asked["use_bf16"] and not asked["cuda_graphs"] and asked["sync_every"] == 3
+
+
+def test_trainer_speed_switches_and_its_phase_timer(captures):
+    from neuralworld.data import load_captures, sample_batch, step_generator
+    from neuralworld.train import resolve_preset
+    from neuralworld.trainer import LOSS_NAMES, PHASES, Trainer
+
+    preset = resolve_preset("tiny", ["memory_frames=[2,4]", "channels=[8,16]", "decoder_blocks=[1,1]",
+                                     "encoder_blocks=[0,0]", "control_embed=16", "adversarial_weight=0.1",
+                                     "disc_channels=8"], size=(32, 32), batch=2)
+    data = load_captures([captures["a"]], preset.net, preset.recipe.unroll)
+    trainer = Trainer(preset.net, preset.recipe, data.schema, torch.device("cpu"), 0, 1, use_bf16=False,
+                      use_compile=False, channels_last=True, fused=True)
+    conv = trainer.net.body.stems[0].weight
+    assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
+    assert trainer.opt.defaults["fused"] and trainer.opt_critic.defaults["fused"]
+    phases = []
+    batch = lambda i: sample_batch(data, preset.net, preset.recipe, step_generator(0, i))  # noqa: E731
+    stats = trainer.step(batch(0), 0, timer=phases.append)
+    assert phases == list(PHASES) and stats.shape == (len(LOSS_NAMES),) and torch.isfinite(stats).all()
+    before = [p.detach().clone() for p in trainer.net.parameters()]
+    with pytest.raises(FloatingPointError):  # checked: no update
+        trainer.step(batch(1), 1, nan=True)
+    assert all(torch.equal(a, b) for a, b in zip(before, trainer.net.parameters()))
+    unchecked = trainer.step(batch(2), 2, nan=True, check=False)  # the caller checks what it reads
+    assert not torch.isfinite(unchecked).all()
+
+
 @pytest.mark.slow
 def test_kill_and_resume_reproduces_the_uninterrupted_run(tmp_path, captures):
     common = [captures["a"], "--steps", "8", "--checkpoint-every", "3", "--seed", "3", *MICRO, *ADVERSARIAL]

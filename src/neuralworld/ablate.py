@@ -1,6 +1,6 @@
-"""`neuralworld ablate CAPTURE... -o DIR`: the reference's recipe ladder, trained and measured alike.
+"""`neuralworld ablate CAPTURE... -o DIR`: recipe ladders, every rung trained and measured alike.
 
-The ladder the reference system's author walked (Ollin Boer Bohan, "World Emulation via Neural
+--ladder reference: the ladder the reference system's author walked (Ollin Boer Bohan, "World Emulation via Neural
 Network", 2025), from the earlier recipe that turned the forest into "soup" to the one that
 "holds", each rung adding one change to the one before:
 
@@ -12,6 +12,10 @@ Network", 2025), from the earlier recipe that turned the forest into "soup" to t
   5. + adversarial loss    L1 + the patch critic, at the base preset's weight (the reference
                            preset's when the base has none)
   6. + bigger network      channels x BIGGER_MULT
+
+--ladder hold: what keeps a world from melting when it is played (hold_ladder): the tiny
+recipe as it was before any of these (TODAY), then each technique added to it alone, then all
+of them together (with regression, and with the flow objective).
 
 Every rung is built from the base preset (network and recipe) by changing fields alone, trains on the
 same captures at equal compute (the same wall-clock minutes each, or with --steps the same
@@ -71,6 +75,39 @@ def ladder(base: Preset) -> list[tuple[str, str, Preset]]:
     return rungs
 
 
+# the tiny recipe before the techniques of the hold ladder: consecutive frames only, 2 unrolled
+# frames joined by values only, light memory noise, no standing still, no critic, regression
+TODAY = dict(frame_skip=False, still_fraction=0.0, noise_level_input=False, memory_noise=0.02, unroll=2,
+             unroll_grad=False, adversarial_weight=0.0, adversarial_start=0, r1_weight=0.0, objective="regression")
+# (name, what changes, fields): each technique of the hold ladder
+HOLD_TECHNIQUES = [
+    ("time-steps", "+ trained on the time steps a player sends (frame skip)", dict(frame_skip=True)),
+    ("standing", "+ standing-still windows", dict(still_fraction=0.15)),
+    ("noise-level", "+ memory noise up to 0.1, its level an input", dict(noise_level_input=True, memory_noise=0.1)),
+    ("own-rollouts", "+ 6-frame unroll with gradients through its frames", dict(unroll=6, unroll_grad=True)),
+    ("adversarial", "+ critic after 1500 L1 steps, with R1", dict(adversarial_weight=0.05, adversarial_start=1500,
+                                                                  r1_weight=1.0)),
+    ("flow", "+ flow objective (sampled in 2 steps)", dict(objective="flow", unroll=3)),
+]
+
+
+def hold_ladder(base: Preset) -> list[tuple[str, str, Preset]]:
+    """(short name, what changed, preset) of the hold ladder, from `base`'s network and size."""
+    today = base.with_fields(f"{base.name}/today", **TODAY)
+    rungs = [("today", "the tiny recipe before these techniques", today)]
+    for name, change, fields in HOLD_TECHNIQUES:
+        rungs.append((name, change, today.with_fields(f"{base.name}/{name}", **fields)))
+    together = {k: v for name, _, fields in HOLD_TECHNIQUES if name != "flow" for k, v in fields.items()}
+    rungs.append(("all", "all of them, regression", today.with_fields(f"{base.name}/all", **together)))
+    flow = {k: v for name, _, fields in HOLD_TECHNIQUES if name not in ("own-rollouts", "adversarial")
+            for k, v in fields.items()}
+    rungs.append(("all-flow", "all that apply to flow, with flow", today.with_fields(f"{base.name}/all-flow", **flow)))
+    return rungs
+
+
+LADDERS = {"reference": ladder, "hold": hold_ladder}
+
+
 def write_held_out(capture_path, out: Path, fraction: float, window: int) -> Path:
     """The last `fraction` of a capture (what training holds out) with the `window` frames
     before it (memory only, never predicted), as a capture folder `out`."""
@@ -98,7 +135,8 @@ def write_held_out(capture_path, out: Path, fraction: float, window: int) -> Pat
 
 def run_ladder(captures, out: Path, base: Preset, *, minutes: float | None = None, steps: int | None = None,
                held_out=None, held_out_fraction: float = 0.25, rungs: list[str] | None = None, seed: int = 0,
-               eval_options: dict | None = None, force: bool = False, progress: bool = True) -> dict:
+               eval_options: dict | None = None, force: bool = False, progress: bool = True,
+               which: str = "reference") -> dict:
     """Train and evaluate every rung into the folder `out`; returns what ablation.json holds."""
     from neuralworld.evaluate import evaluate_world
     from neuralworld.train import TrainOptions, train_world
@@ -106,7 +144,7 @@ def run_ladder(captures, out: Path, base: Preset, *, minutes: float | None = Non
 
     if (minutes is None) == (steps is None):
         raise UserError("give the compute per rung as --minutes or as --steps (one of them)")
-    chosen = ladder(base)
+    chosen = LADDERS[which](base)
     if rungs:
         unknown = [r for r in rungs if r not in {name for name, _, _ in chosen}]
         if unknown:
@@ -127,7 +165,7 @@ def run_ladder(captures, out: Path, base: Preset, *, minutes: float | None = Non
             (tmp / "held-out").mkdir()
             eval_paths = [write_held_out(c, tmp / "held-out" / f"{i}-{Path(c).name}", held_out_fraction, window)
                           for i, c in enumerate(captures, 1)]
-        result = {"format": "neuralworld-ablation", "version": 1, "compute": compute,
+        result = {"format": "neuralworld-ablation", "version": 1, "ladder": which, "compute": compute,
                   "base": {"preset": base.name, "net": base.net.to_json(), "recipe": base.recipe.to_json()}, "train_captures": [str(c) for c in captures],
                   "held_out": [str(p) if held_out else f"held-out/{p.name}" for p in eval_paths],
                   "held_out_rule": ("given captures" if held_out else
@@ -150,7 +188,7 @@ def run_ladder(captures, out: Path, base: Preset, *, minutes: float | None = Non
                 "config": rung_preset.net.to_json(), "recipe": rung_preset.recipe.to_json(),
                 "training": {k: summary.get(k) for k in ("steps", "samples", "elapsed_s", "val_psnr", "val_copy_psnr")},
                 "metrics": {k: metrics[k] for k in ("one_step", "rollout", "detail_retention", "control_fidelity",
-                                                    "speed")},
+                                                    "play", "speed")},
                 "notes": metrics["evaluated"]["notes"],
             })
         result["copy_last"] = copy_last
@@ -161,33 +199,38 @@ def run_ladder(captures, out: Path, base: Preset, *, minutes: float | None = Non
 
 
 def table_rows(result: dict) -> tuple[list[str], list[list]]:
-    from neuralworld.report import fidelity_text
+    from neuralworld.report import fidelity_text, play_cells
 
     horizons = result["rungs"][0]["metrics"]["rollout"]["horizons"] if result["rungs"] else []
-    header = ["rung", "change", "params", "steps", "1-step PSNR"] + [f"PSNR@{h}" for h in horizons] + \
-             [f"SSIM@{h}" for h in horizons[-1:]] + ["detail", "control fidelity", "frames/s"]
+    header = ["rung", "change", "params", "steps", "train s", "1-step PSNR"] + [f"PSNR@{h}" for h in horizons] + \
+             [f"SSIM@{h}" for h in horizons[-1:]] + ["detail", "control fidelity", "idle PSNR", "collapse at",
+                                                      "moves", "frames/s"]
 
     rows = []
     for r in result["rungs"]:
         m = r["metrics"]
         rows.append([r["rung"], r["change"], f"{r['parameters'] / 1e6:.2f}M", r["training"]["steps"],
-                     m["one_step"]["psnr"], *m["rollout"]["psnr"], *m["rollout"]["ssim"][-1:],
-                     m["detail_retention"], fidelity_text(m["control_fidelity"]), m["speed"]["frames_per_s"]])
+                     r["training"]["elapsed_s"], m["one_step"]["psnr"], *m["rollout"]["psnr"],
+                     *m["rollout"]["ssim"][-1:], m["detail_retention"], fidelity_text(m["control_fidelity"]),
+                     *play_cells(m.get("play")), m["speed"]["frames_per_s"]])
     c = result.get("copy_last")
     if c:
-        rows.append(["-", "copy the last frame", "0", "-", c["one_step"]["psnr"], *c["rollout"]["psnr"],
-                     *c["rollout"]["ssim"][-1:], c["detail_retention"], fidelity_text(c["control_fidelity"]), None])
+        rows.append(["-", "copy the last frame", "0", "-", "-", c["one_step"]["psnr"], *c["rollout"]["psnr"],
+                     *c["rollout"]["ssim"][-1:], c["detail_retention"], fidelity_text(c["control_fidelity"]),
+                     *play_cells(c.get("play")), None])
     return header, rows
 
 
 def ablation_markdown(result: dict) -> str:
     from neuralworld.report import markdown_table
 
-    lines = ["# Ablation: the reference's recipe ladder", "",
+    title = {"reference": "the reference's recipe ladder", "hold": "what keeps a world from melting"}
+    lines = [f"# Ablation: {title[result.get('ladder', 'reference')]}", "",
              f"Compute: {result['compute']}. Held out: {result['held_out_rule']} "
              f"({', '.join(result['held_out'])}); every rung predicts the same frames, after "
              f"{result['eval_memory_frames']} real frames. PSNR in dB (capped at 100), SSIM, detail retention "
-             "(1 = the real frames' high-frequency share) over a free-play rollout.", "",
+             "(1 = the real frames' high-frequency share) over a free-play rollout; idle PSNR, the tour's "
+             "collapse and moves as `neuralworld eval` measures them.", "",
              markdown_table(*table_rows(result))]
     notes = sorted({n for r in result["rungs"] for n in r["notes"]})
     lines += [f"- note: {n}" for n in notes]
@@ -236,8 +279,13 @@ def add_arguments(p) -> None:
                    help="captures to evaluate on (default: the last --held-out-fraction of each training capture)")
     p.add_argument("--held-out-fraction", type=float, default=0.25,
                    help="share of each training capture held out from training for evaluation")
-    p.add_argument("--rungs", help="comma-separated rung names to run (default: all: "
-                                   + ", ".join(name for name, _, _ in ladder(PRESETS["tiny"])) + ")")
+    p.add_argument("--ladder", default="reference", choices=list(LADDERS),
+                   help="reference: the reference system's ladder from soup to holding; hold: today's tiny recipe, "
+                        "each technique against melting added alone, then all together")
+    p.add_argument("--rungs", help="comma-separated rung names to run (default: all: reference: "
+                                   + ", ".join(name for name, _, _ in ladder(PRESETS["tiny"])) + "; hold: "
+                                   + ", ".join(name for name, _, _ in hold_ladder(PRESETS["tiny"])) + ")")
+    p.add_argument("--tour-frames", type=int, default=600, help="frames of the scripted tour (see eval --help)")
     p.add_argument("--starts", type=int, default=8, help="open-loop start points per held-out capture")
     p.add_argument("--one-step-points", type=int, default=32, help="one-step prediction points per held-out capture")
     p.add_argument("--free-play", type=int, default=600, help="frames of free play for detail retention")
@@ -255,7 +303,7 @@ def run(args) -> int:
     out = Path(args.output)
     check_new_output(out, args.force)
     base = resolve_preset(args.preset, size=args.size[::-1] if args.size else None, batch=args.batch)
-    if base.net.height % 8 or base.net.width % 8:
+    if args.ladder == "reference" and (base.net.height % 8 or base.net.width % 8):
         raise UserError(f"{base.net.width}x{base.net.height}: the earlier recipe's flat body needs sizes divisible by 8 "
                         "(choose --size accordingly)")
     if not 0.0 < args.held_out_fraction < 1.0:
@@ -265,7 +313,9 @@ def run(args) -> int:
     result = run_ladder(args.captures, out, base, minutes=minutes, steps=args.steps, held_out=args.held_out,
                         held_out_fraction=args.held_out_fraction,
                         rungs=args.rungs.split(",") if args.rungs else None, seed=args.seed,
+                        which=args.ladder,
                         eval_options=dict(horizons=horizons, starts=args.starts, free_play=args.free_play,
+                                          tour_frames=args.tour_frames,
                                           one_step_points=args.one_step_points,
                                           fidelity_frames=args.fidelity_frames),
                         force=args.force)

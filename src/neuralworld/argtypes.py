@@ -28,3 +28,14 @@ def parse_horizons(text: str) -> tuple[int, ...]:
     if not horizons or min(horizons) < 1:
         raise UserError(f"--horizons {text}: horizons must be 1 or more")
     return horizons
+
+
+def port_type(text: str) -> int:
+    """argparse type of the --port options: a TCP port, 0 for any free one."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a port number, 0..65535") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text}: must be within 0..65535, or 0 for any free port")
+    return port

@@ -230,7 +230,7 @@ def bench_one(name, net, schema, start, preset, *, seconds: float, threads: list
     config = net.config
     layout, h, w = config.layout, config.height, config.width
     levels = len(layout.frames)
-    inputs = export.parity_inputs(layout, h, w, schema, seed=0)
+    inputs = export.parity_inputs(layout, h, w, schema, seed=0, noise_shapes=config.noise_shapes())
     flops = count_flops(net, inputs, levels)
     row = {"target": name, "height": h, "width": w, "params": sum(p.numel() for p in net.parameters()),
            "gflops_per_frame": flops / 1e9, "results": []}
@@ -250,7 +250,8 @@ def bench_one(name, net, schema, start, preset, *, seconds: float, threads: list
             # the exported player, and the network alone (its memory updated outside) in float32 and int8
             net_only, _ = export.export_onnx(net, layout, h, w, schema, step=False)
             played = quantize.played_inputs(net, layout, schema, start)
-            calibration = [export.feeds(c, export.input_names(levels), False) for c in played[::quantize.CALIBRATION_EVERY]]
+            names = export.input_names(levels, len(config.noise_shapes()))
+            calibration = [export.feeds(c, names, False) for c in played[::quantize.CALIBRATION_EVERY]]
             net_int8 = quantize.quantize_int8(net_only, calibration, h)
             outside = {"memory": "outside"}
             web = export.export_network(net, Path(tmp) / "web", layout=layout, height=h, width=w, schema=schema,
@@ -323,7 +324,7 @@ def print_table(rows: list[dict], peaks: dict, threads: list[int]) -> None:
 
 
 def summary(row: dict, threads: list[int]) -> None:
-    """The issue's ratios: all levers against before and against onnxruntime's float32 network
+    """The ratios that matter: all levers against before and against onnxruntime's float32 network
     on the same threads, a second thread against one, and the frame times while walking."""
     for t in threads:
         everything, before = _find(row, "chromium-wasm", "all", t), _find(row, "chromium-wasm", "before", t)

@@ -4,7 +4,8 @@ A training window is memory.window + unroll frames of one capture: the first `wi
 build the memory pyramid, the next `unroll` are targets. The last `val_fraction` of each
 capture (by time) is held out: no training window reaches into it, and validation predicts
 only frames from it. Sampling is a pure function of (seed, step, rank), so a resumed run draws
-exactly the batches an uninterrupted one would have.
+exactly the batches an uninterrupted one would have. Windows are gathered where the frames are:
+a GPU that holds the captures draws its batches without waiting on the host.
 
 Time steps. A pose world is asked for the time steps its player sends: whole multiples of the
 capture's frame interval up to the player's largest step (player.RULES.max_step, 1/15 s), so a
@@ -14,6 +15,11 @@ as the page's own frame times vary), with the control of each move computed betw
 frames it joins (controls.pose_controls_between); the world's control schema lists the steps
 (time_steps), and the players step at those. Action captures (a car's steering and throttle)
 have no time step among their controls: they are trained on consecutive frames only.
+
+Standing still. Recordings are rarely still, but a player often is: with recipe.still_fraction
+a share of pose windows has the player stop at a frame of the window and stand there (the
+frames after it are that frame, their controls zero motion over the same time), so a world
+learns that standing still changes nothing.
 
 The memory corruptions are the reference's stability fixes (Ollin Boer Bohan, "World Emulation
 via Neural Network", 2025: memory frames replaced by random static or black 1% of the time
@@ -30,7 +36,7 @@ import numpy as np
 import torch
 
 from neuralworld.capture.format import open_capture
-from neuralworld.controls import POSE_KIND, ControlSchema, pose_controls_between
+from neuralworld.controls import POSE_CONTROL_NAMES, POSE_KIND, ControlSchema, pose_controls_between
 from neuralworld.engine import draw_noise
 from neuralworld.errors import UserError
 from neuralworld.model.config import NetConfig, TrainRecipe
@@ -39,17 +45,16 @@ from neuralworld.player import RULES
 from neuralworld.world import frames_to_tensor, resize_frames
 
 
-@dataclass
-class PoseTrack:
-    """The poses of all pose captures one after another, to make the control of any move."""
-    poses: np.ndarray  # (N, 4, 4) camera-to-world
-    times: np.ndarray  # (N,) seconds
-    valid: np.ndarray  # (N,) bool
+DT = POSE_CONTROL_NAMES.index("dt")
 
-    def controls(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """(...) frame indices a, b (b later) -> (..., 16) float32 controls of the moves a -> b."""
-        return torch.from_numpy(pose_controls_between(self.poses, self.times, self.valid, a.cpu().numpy(),
-                                                      b.cpu().numpy()))
+
+def move_controls(poses: np.ndarray, times: np.ndarray, valid: np.ndarray, largest_skip: int) -> np.ndarray:
+    """(largest_skip + 1, N, 16) float32: at [k, j] the control of the move from frame j - k to
+    frame j (k = 0: standing at j), made once so that batches are gathered where the frames are.
+    Rows with j < k (a move from before the first frame) are never used."""
+    j = np.arange(len(poses))
+    return np.stack([pose_controls_between(poses, times, valid, np.maximum(j - k, 0), j)
+                     for k in range(largest_skip + 1)])
 
 
 def frame_skips(kind: str, frame_interval: float, frame_skip: bool) -> tuple[int, ...]:
@@ -61,12 +66,14 @@ def frame_skips(kind: str, frame_interval: float, frame_skip: bool) -> tuple[int
 
 @dataclass
 class TrainingData:
+    # frames, controls, train_starts, train_ends and moves live on the training device (a GPU
+    # holds the captures, and batches are gathered there)
     frames: torch.Tensor  # (N, H, W, 3) uint8, all captures one after another
     controls: torch.Tensor  # (N, C) float32 raw control vectors, row i leads to frame i from frame i - 1
     train_starts: torch.Tensor  # (M,) int64: first frame of each training window of consecutive frames
     train_ends: torch.Tensor  # (M,) int64: the last training frame of that window's capture
-    skips: tuple[int, ...]  # frame strides trained on (1: consecutive frames)
-    track: PoseTrack | None  # pose captures: their poses, for the controls of strided moves
+    skips: tuple[int, ...]  # frame strides trained on: 1..K (1: consecutive frames only)
+    moves: torch.Tensor | None  # pose captures: move_controls, the control of every move a window can make
     val_targets: torch.Tensor  # (V,) int64: held-out frames to predict (their memory lies before them)
     schema: ControlSchema  # control kind, names, ranges, normalisation (from the training frames)
     summary: dict  # what the world was trained on
@@ -124,14 +131,14 @@ def load_captures(paths, config: NetConfig, unroll: int, val_fraction: float = 0
         raise UserError(f"{first.path}: controls contain NaN or infinite values")
     interval = float(np.median(np.concatenate([np.diff(c.times) for c in caps])))
     skips = frame_skips(first.control_kind, interval, frame_skip)
-    track = PoseTrack(np.concatenate(poses), np.concatenate(times), np.concatenate(valid)) if poses else None
+    track = (np.concatenate(poses), np.concatenate(times), np.concatenate(valid)) if poses else None
     fit_rows = all_controls[train_rows]
     if len(skips) > 1:  # the moves of every stride within the training frames
         ends = np.concatenate([e[:1] for e in train_ends])
         starts = np.concatenate([s[:1] for s in train_starts])
         pairs = [(j - k, j) for lo, hi in zip(starts, ends) for k in skips[1:] for j in range(lo + k, hi + 1)]
         a, b = np.array(pairs).T
-        fit_rows = np.concatenate([fit_rows, pose_controls_between(track.poses, track.times, track.valid, a, b)])
+        fit_rows = np.concatenate([fit_rows, pose_controls_between(*track, a, b)])
     schema = ControlSchema.fit(first.control_kind, first.control_names, fit_rows,
                                tuple(k * interval for k in skips))
     summary = {"captures": described, "source_size": [first.width, first.height], "frame_skips": list(skips),
@@ -140,8 +147,9 @@ def load_captures(paths, config: NetConfig, unroll: int, val_fraction: float = 0
     return TrainingData(
         frames=torch.from_numpy(np.concatenate(frames)).to(device),
         controls=torch.from_numpy(all_controls.astype(np.float32)).to(device),
-        train_starts=torch.from_numpy(np.concatenate(train_starts)),
-        train_ends=torch.from_numpy(np.concatenate(train_ends)), skips=skips, track=track,
+        train_starts=torch.from_numpy(np.concatenate(train_starts)).to(device),
+        train_ends=torch.from_numpy(np.concatenate(train_ends)).to(device), skips=skips,
+        moves=torch.from_numpy(move_controls(*track, max(skips))).to(device) if track else None,
         val_targets=torch.from_numpy(np.concatenate(val_targets)),
         schema=schema, summary=summary, rollout_start=rollout_start, rollout_length=rollout_length,
     )
@@ -152,7 +160,10 @@ class Batch:
     memory: list[torch.Tensor]  # L x (B, 3 n_i, h_i, w_i): the corrupted memory before the first target
     targets: torch.Tensor  # (B, K, 3, H, W) frames to generate, in order
     controls: torch.Tensor  # (B, K, C) the control leading to each target
-    noise: list[list[torch.Tensor]]  # K x L x (B, 1, h_i, w_i) U(0,1) noise maps
+    noise: list[list[torch.Tensor]]  # K x the network's U(0, 1) noise inputs (NetConfig.noise_shapes), batch B
+    noise_level: torch.Tensor  # (B,) std of the Gaussian noise put on each window's memory frames
+    flow_t: torch.Tensor | None = None  # flow: (B, K) the noise level of each target's training example
+    flow_eps: torch.Tensor | None = None  # flow: (B, K, 3, H, W) N(0, 1) noise of each target's example
 
 
 def step_generator(seed: int, step: int, rank: int = 0, device="cpu") -> torch.Generator:
@@ -164,46 +175,77 @@ def step_generator(seed: int, step: int, rank: int = 0, device="cpu") -> torch.G
 def sample_batch(data: TrainingData, config: NetConfig, recipe: TrainRecipe, g: torch.Generator,
                  device="cpu") -> Batch:
     """recipe.batch random training windows of recipe.unroll targets, augmented, with the memory
-    corruptions applied."""
+    corruptions applied. Windows are gathered where the frames are (a GPU that holds the captures
+    draws its batches without a round trip to the host); `g` draws on the training device."""
     batch, unroll = recipe.batch, recipe.unroll
     layout = config.layout
     window = layout.window
-    pick = torch.randint(len(data.train_starts), (batch,), generator=g, device=g.device).cpu()
-    index = data.train_starts[pick][:, None] + torch.arange(window + unroll)  # (B, T)
+    here = data.frames.device
+    positions = torch.arange(window + unroll, device=here)  # (T,)
+    pick = torch.randint(len(data.train_starts), (batch,), generator=g, device=g.device).to(here)
+    first = data.train_starts[pick]
+    index = first[:, None] + positions  # (B, T)
     if len(data.skips) > 1:  # strided windows; those that would leave their capture's training part stay at 1
-        skips = torch.tensor(data.skips)[torch.randint(len(data.skips), (batch, window + unroll - 1), generator=g,
-                                                       device=g.device).cpu()]  # (B, T - 1)
-        strided = data.train_starts[pick][:, None] + torch.cat([torch.zeros(batch, 1, dtype=torch.long),
-                                                                 skips.cumsum(1)], 1)
+        # the strides are 1..K (frame_skips), drawn as indices + 1: no table copied to the device per step
+        skips = 1 + torch.randint(len(data.skips), (batch, window + unroll - 1), generator=g, device=g.device).to(here)
+        strided = first[:, None] + torch.cat([torch.zeros(batch, 1, dtype=torch.long, device=here),
+                                              skips.cumsum(1)], 1)  # (B, T)
         fits = strided[:, -1] <= data.train_ends[pick]
         index = torch.where(fits[:, None], strided, index)
-        controls = data.track.controls(index[:, window - 1:-1], index[:, window:]).to(device)  # (B, K, C)
+    if data.moves is None:
+        controls = data.controls[index[:, window:]]  # (B, K, C)
     else:
-        controls = data.controls[index[:, window:].to(data.controls.device)].to(device)  # (B, K, C)
-    frames = frames_to_tensor(data.frames[index.to(data.frames.device)]).to(device)  # (B, T, 3, H, W)
+        a, b = index[:, window - 1:-1], index[:, window:]  # (B, K) each: the frames each target joins
+        dt = data.moves[b - a, b][..., DT]  # standing still takes time too
+        if recipe.still_fraction > 0:  # the player stops at frame `stop` of the window and stands there
+            still = torch.rand(batch, generator=g, device=g.device).to(here) < recipe.still_fraction
+            stop = torch.randint(window // 2, window + unroll, (batch,), generator=g, device=g.device).to(here)
+            after = still[:, None] & (positions >= stop[:, None])
+            index = torch.where(after, index.gather(1, stop[:, None]).expand_as(index), index)
+            a, b = index[:, window - 1:-1], index[:, window:]
+        controls = data.moves[b - a, b]  # (B, K, 16)
+        controls[..., DT] = dt
+    controls = controls.to(device)
+    frames = frames_to_tensor(data.frames[index]).to(device)  # (B, T, 3, H, W)
     if recipe.brightness_jitter > 0:  # one gain per window: appearance changes, motion does not
         gain = 1 + (2 * torch.rand(batch, generator=g, device=device) - 1) * recipe.brightness_jitter
         frames = (frames * gain[:, None, None, None, None]).clamp(0, 1)
-    context = corrupt_memory_frames(frames[:, :window], recipe, g)
-    sizes = layout.sizes(config.height, config.width)
-    noise = [draw_noise(g, sizes, batch, device) for _ in range(unroll)]
-    return Batch(memory_from_frames(context, layout), frames[:, window:], controls, noise)
+    context, level = corrupt_memory_frames(frames[:, :window], recipe, g)
+    noise = [draw_noise(g, config.noise_shapes(), batch, device) for _ in range(unroll)]
+    out = Batch(memory_from_frames(context, layout), frames[:, window:], controls, noise, level)
+    if config.objective == "flow":  # t uniform in (0, 1], a quarter at 1: where every sampler starts
+        t = torch.rand(batch, unroll, generator=g, device=g.device).to(device)
+        start = torch.rand(batch, unroll, generator=g, device=g.device).to(device) < 0.25
+        out.flow_t = torch.where(start, torch.ones_like(t), t.clamp_min(1e-3))
+        out.flow_eps = torch.randn(out.targets.shape, generator=g, device=g.device).to(device)
+    return out
 
 
-def corrupt_memory_frames(frames: torch.Tensor, recipe: TrainRecipe, g: torch.Generator) -> torch.Tensor:
-    """(B, T, 3, H, W) -> the same with frames replaced by static or black, plus Gaussian noise."""
+def corrupt_memory_frames(frames: torch.Tensor, recipe: TrainRecipe, g: torch.Generator,
+                          sync_free: bool | None = None):
+    """(B, T, 3, H, W) -> the same with frames replaced by static or black, plus Gaussian noise of
+    a std drawn per window from U(0, recipe.memory_noise); and that std (B,).
+
+    sync_free (default: off the CPU): no host sync (no count of the frames to replace), so a GPU
+    never waits here; the static frames of one window then share one draw of static."""
     b, t = frames.shape[:2]
     u = torch.rand(b, t, generator=g, device=frames.device)
     static = u < recipe.memory_static
     black = (u >= recipe.memory_static) & (u < recipe.memory_static + recipe.memory_black)
-    frames = frames.clone()
-    if static.any():
-        frames[static] = torch.rand(int(static.sum()), *frames.shape[2:], generator=g, device=frames.device)
-    frames[black] = 0.0
+    if not (frames.device.type != "cpu" if sync_free is None else sync_free):
+        frames = frames.clone()
+        if static.any():
+            frames[static] = torch.rand(int(static.sum()), *frames.shape[2:], generator=g, device=frames.device)
+        frames[black] = 0.0
+    else:
+        static_frame = torch.rand(b, 1, *frames.shape[2:], generator=g, device=frames.device)  # (B, 1, 3, H, W)
+        frames = torch.where(static[:, :, None, None, None], static_frame, frames)
+        frames = frames.masked_fill(black[:, :, None, None, None], 0.0)
+    sigma = torch.zeros(b, device=frames.device)
     if recipe.memory_noise > 0:
         sigma = torch.rand(b, generator=g, device=frames.device) * recipe.memory_noise
         frames = frames + torch.randn(frames.shape, generator=g, device=frames.device) * sigma[:, None, None, None, None]
-    return frames  # memory_from_frames clamps and rounds to 8 bits
+    return frames, sigma  # memory_from_frames clamps and rounds to 8 bits
 
 
 def validation_set(data: TrainingData, config: NetConfig, count: int = 32):

@@ -15,11 +15,13 @@ import argparse
 import shutil
 from pathlib import Path
 
+from neuralworld.argtypes import port_type
 from neuralworld.errors import UserError
 
 DEMO_SEED = 7
-DEMO_FRAMES = 2400  # 80 s of walking at 30 fps
-RENDER_SIZE = (256, 192)  # rendered at the reference size, area-resized to the world size at load
+DEMO_FPS = 60.0  # the page's smallest time step; trained with every 1st..4th frame, 1/60 .. 1/15 s
+DEMO_FRAMES = 4800  # 80 s of walking at 60 fps
+RENDER_SIZE = (128, 96)  # twice the world's size, area-averaged to it at load (anti-aliasing)
 WORLD_SIZE = (64, 48)  # the tiny preset at the reference's 4:3 aspect
 
 
@@ -29,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--minutes", type=float, default=4.0, help="training time of the tiny world")
     parser.add_argument("--frames", type=int, default=DEMO_FRAMES, help="frames of the synthetic walk")
     parser.add_argument("--device", default="auto", help="training device: auto, cpu, cuda or mps")
-    parser.add_argument("--port", type=int, default=8000, help="port of the player (0: any free port)")
+    parser.add_argument("--port", type=port_type, default=8000, help="port of the player (0: any free port)")
     parser.add_argument("--no-browser", action="store_true", help="serve the player without opening a browser")
     parser.add_argument("--no-play", action="store_true", help="stop after the export; do not serve the player")
     parser.add_argument("--force", action="store_true",
@@ -55,7 +57,8 @@ def run(args) -> int:
     if (capture / "capture.json").is_file():
         print("      (kept from an earlier run)")
     else:
-        synthesize(capture, seed=DEMO_SEED, frames=args.frames, width=RENDER_SIZE[0], height=RENDER_SIZE[1])
+        synthesize(capture, seed=DEMO_SEED, frames=args.frames, width=RENDER_SIZE[0], height=RENDER_SIZE[1],
+                   fps=DEMO_FPS)
 
     print(f"[2/4] train: preset tiny at {WORLD_SIZE[0]}x{WORLD_SIZE[1]} for {args.minutes:g} minutes -> {world}",
           flush=True)

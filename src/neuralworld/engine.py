@@ -20,26 +20,31 @@ import torch
 from neuralworld.model.memory import MemoryLayout, push
 
 
-def draw_noise(generator: torch.Generator | None, sizes: list[tuple[int, int]], batch: int = 1,
+def draw_noise(generator: torch.Generator | None, shapes: list[tuple[int, int, int]], batch: int = 1,
                device=None) -> list[torch.Tensor]:
-    """One (batch, 1, h, w) U(0, 1) map per memory level of size (h, w), drawn from `generator`
-    on its own device (None: torch's global generator) and moved to `device`."""
+    """One (batch, c, h, w) U(0, 1) tensor per (c, h, w) in `shapes` (NetConfig.noise_shapes),
+    drawn from `generator` on its own device (None: torch's global generator), moved to `device`."""
     source = generator.device if generator is not None else device
-    return [torch.rand(batch, 1, h, w, generator=generator, device=source).to(device) for h, w in sizes]
+    return [torch.rand(batch, c, h, w, generator=generator, device=source).to(device) for c, h, w in shapes]
 
 
 def step(net, memory: list[torch.Tensor], controls: torch.Tensor, noise: list[torch.Tensor],
-         layout: MemoryLayout | None = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+         layout: MemoryLayout | None = None, *, noise_level: torch.Tensor | None = None,
+         grad_through_memory: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """One frame of a world, batched.
 
-    net:      a network with the WorldNet signature (controls, memory, noise) -> frame
-    memory:   L x (B, 3 n_i, h_i, w_i), oldest frame first in each level
-    controls: (B, C) raw control vectors
-    noise:    L x (B, 1, h_i, w_i) U(0, 1)
-    layout:   the memory layout (default: net.config.layout)
+    net:         a network with the WorldNet signature (controls, memory, noise) -> frame
+    memory:      L x (B, 3 n_i, h_i, w_i), oldest frame first in each level
+    controls:    (B, C) raw control vectors
+    noise:       U(0, 1) tensors of NetConfig.noise_shapes: L x (B, 1, h_i, w_i) (flow: and (B, 4, H, W))
+    layout:      the memory layout (default: net.config.layout)
+    noise_level: (B,) how much noise training put on the memory (networks that take it; None:
+                 the network's play level)
+    grad_through_memory: training on its own rollouts with gradients through the generated
+                 frames (straight-through 8-bit rounding); otherwise the memory holds values only
     -> frame (B, 3, H, W) as the network made it, and the memory with it pushed in (8-bit).
-    The memory does not carry gradients back into the frame (8-bit rounding has none).
     """
     layout = layout or net.config.layout
-    frame = net(controls, memory, noise)  # (B, 3, H, W)
-    return frame, push(memory, frame.detach().float(), layout)
+    frame = net(controls, memory, noise) if noise_level is None else net(controls, memory, noise, noise_level)
+    pushed = frame.float() if grad_through_memory else frame.detach().float()
+    return frame, push(memory, pushed, layout, straight_through=grad_through_memory)

@@ -3,7 +3,9 @@
 The page runs one model per step: the world's rollout step itself (engine.step, PlayerStep
 below), exported through PyTorch's dynamo exporter (torch.export -> ONNX, opset 18) with fixed
 shapes, batch 1 and the names the player uses:
-  inputs   controls (1, C), memory_0..memory_{L-1}, noise_0..noise_{L-1} (float32)
+  inputs   controls (1, C), memory_0..memory_{L-1}, noise_0..noise_{L-1} (float32), and for
+           flow worlds noise_x (1, 4, H, W), the uniforms the sampler's K Euler steps (unrolled
+           in the graph) start from (world.json "noise" lists the noise shapes)
   outputs  frame (1, H, W, 4) uint8 RGBA, the picture to draw (memory.newest_frame, opaque)
            new_memory_0..new_memory_{L-1}, the memory with the frame pushed in (model/memory.push)
 The page feeds each step's new memory back in: it runs no per-pixel JavaScript, and on WebGPU the
@@ -71,8 +73,10 @@ PARITY_SHARE = 1e-3  # ... and at most this share of them off by that level (val
 QUALITY_MIN_DB = quantize.QUALITY_MIN_DB
 
 
-def input_names(levels: int) -> list[str]:
-    return ["controls"] + [f"memory_{i}" for i in range(levels)] + [f"noise_{i}" for i in range(levels)]
+def input_names(levels: int, noise_inputs: int | None = None) -> list[str]:
+    """controls, memory_i per level, noise_i per level, and noise_x for a flow sampler's start."""
+    noise = [f"noise_{i}" for i in range(levels)] + ["noise_x"] * ((noise_inputs or levels) - levels)
+    return ["controls"] + [f"memory_{i}" for i in range(levels)] + noise
 
 
 def output_names(levels: int) -> list[str]:
@@ -177,7 +181,7 @@ class ExportedWorld(World):
         options.intra_op_num_threads = threads
         source = model if isinstance(model, bytes) else str(model)
         self.session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
-        self.names = input_names(len(self.layout.frames))
+        self.names = input_names(len(self.layout.frames), len(self.config.noise_shapes()))
         self.memory_bytes = keeps_bytes(self.session)
 
     def step(self, controls, noise=None) -> np.ndarray:
@@ -194,9 +198,10 @@ class ExportedWorld(World):
 
 
 def parity_inputs(layout: MemoryLayout, height: int, width: int, schema: ControlSchema, seed: int,
-                  start_frames: np.ndarray | None = None) -> list[torch.Tensor]:
+                  start_frames: np.ndarray | None = None, noise_shapes=None) -> list[torch.Tensor]:
     """Fixed inputs in export order: controls (1, C) around the schema's mean and scale, memory of
-    8-bit values (from the start frames when given, else random), noise U(0, 1)."""
+    8-bit values (from the start frames when given, else random), noise U(0, 1) of `noise_shapes`
+    (NetConfig.noise_shapes; default one map per memory level)."""
     g = torch.Generator().manual_seed(seed)
     mean = torch.tensor(schema.mean, dtype=torch.float32)
     scale = torch.tensor(schema.scale, dtype=torch.float32)
@@ -206,7 +211,7 @@ def parity_inputs(layout: MemoryLayout, height: int, width: int, schema: Control
         memory = memory_from_frames(frames_to_tensor(start_frames[None]), layout)
     else:
         memory = [quantize8(torch.rand(1, 3 * n, h, w, generator=g)) for n, (h, w) in zip(layout.frames, sizes)]
-    return [controls, *memory, *draw_noise(g, sizes)]
+    return [controls, *memory, *draw_noise(g, noise_shapes or [(1, h, w) for h, w in sizes])]
 
 
 def export_onnx(net: nn.Module, layout: MemoryLayout, height: int, width: int, schema: ControlSchema,
@@ -216,9 +221,11 @@ def export_onnx(net: nn.Module, layout: MemoryLayout, height: int, width: int, s
     made it ("dynamo", or "torchscript" when dynamo failed, which is printed)."""
     levels = len(layout.frames)
     flat = PlayerStep(net, layout, memory_bytes) if step else NetworkOnly(net, layout)
-    args = parity_inputs(layout, height, width, schema, seed=0)
-    args = tuple(feeds(args, input_names(levels), memory_bytes, tensors=True).values())
-    names = dict(input_names=input_names(levels), output_names=output_names(levels) if step else ["frame"])
+    shapes = net.config.noise_shapes()
+    inputs = input_names(levels, len(shapes))
+    args = parity_inputs(layout, height, width, schema, seed=0, noise_shapes=shapes)
+    args = tuple(feeds(args, inputs, memory_bytes, tensors=True).values())
+    names = dict(input_names=inputs, output_names=output_names(levels) if step else ["frame"])
     flat.eval()
     quiet = logging.getLogger("torch.onnx")  # it warns about torchvision ops this network never uses
     level = quiet.level
@@ -340,7 +347,7 @@ def check_parity(net: nn.Module, model_bytes: bytes, inputs_list: list[list[torc
 
     session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
-    levels = (len(names) - 1) // 2
+    levels = sum(n.startswith("memory_") for n in names)
     step = PlayerStep(net, net.config.layout).eval()
     in_bytes = keeps_bytes(session)
     as_bytes = (lambda m: m.astype(np.float64)) if in_bytes else (lambda m: np.round(m * 255.0))
@@ -394,13 +401,21 @@ def world_fingerprint(world_dir: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def is_current(world_dir: Path, web_dir: Path) -> bool:
-    """True when web_dir is an export of the world as it is now, by this version of the player."""
+def is_current(world_dir: Path, web_dir: Path, sampler_steps: int | None = None) -> bool:
+    """True when web_dir is an export of the world as it is now, by this version of the player
+    (and with `sampler_steps` per frame, when given)."""
     p = Path(web_dir) / "world.json"
     try:
         meta = json.loads(p.read_text())
     except (OSError, ValueError):
         return False
+    if meta.get("sampler_steps") is not None:  # a flow world: K steps are in the exported graph
+        try:
+            own = json.loads((Path(world_dir) / "world.json").read_text())["config"].get("sampler_steps")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return False
+        if meta["sampler_steps"] != (sampler_steps or own):
+            return False
     return (meta.get("format") == WEB_FORMAT and meta.get("source") == world_fingerprint(world_dir)
             and meta.get("player") == player_fingerprint() and (Path(web_dir) / meta.get("model", "")).is_file())
 
@@ -442,11 +457,12 @@ def export_network(net: nn.Module, out_dir: Path, *, layout: MemoryLayout, heigh
         raise UserError(f"start frames: expected (K, {height}, {width}, 3) uint8, got {start_frames.shape}")
     if wasm not in ("int8", "float32"):
         raise UserError(f"wasm={wasm!r}: expected int8 or float32")
-    names = input_names(len(layout.frames))
+    shapes = net.config.noise_shapes()
+    names = input_names(len(layout.frames), len(shapes))
 
     float32, exporter = export_onnx(net, layout, height, width, schema)
-    checks = [parity_inputs(layout, height, width, schema, seed) for seed in (1, 2)]
-    checks.append(parity_inputs(layout, height, width, schema, 3, start_frames))
+    checks = [parity_inputs(layout, height, width, schema, seed, noise_shapes=shapes) for seed in (1, 2)]
+    checks.append(parity_inputs(layout, height, width, schema, 3, start_frames, noise_shapes=shapes))
     models = {"model.onnx": (float32, {"precision": "float32",
                                        "parity": check_parity(net, float32, checks, f"{out_dir} (float32)")})}
     # what the page will feed the model: calibration for int8, and unseen inputs to measure quality
@@ -489,6 +505,7 @@ def export_network(net: nn.Module, out_dir: Path, *, layout: MemoryLayout, heigh
         "models": {name: info for name, (_, info) in models.items()},
         "backends": backends,
         "inputs": names,
+        "noise": [list(shape) for shape in shapes],
         "outputs": output_names(len(layout.frames)),
         "exporter": exporter,
         "opset": OPSET,
@@ -518,16 +535,18 @@ def export_network(net: nn.Module, out_dir: Path, *, layout: MemoryLayout, heigh
 
 
 def export_world(world_dir: Path, out_dir: Path | None = None, fp16: bool = False, wasm: str = "int8",
-                 webgpu_f16: bool = True, force: bool = False) -> Path:
-    """Export the world folder `world_dir` to `out_dir` (default world_dir/web); returns out_dir."""
+                 webgpu_f16: bool = True, force: bool = False, sampler_steps: int | None = None) -> Path:
+    """Export the world folder `world_dir` to `out_dir` (default world_dir/web); returns out_dir.
+    sampler_steps: a flow world's Euler steps per frame in the exported graphs (default its own)."""
     world_dir = Path(world_dir)
-    world = World.load(world_dir)
+    world = World.load(world_dir, sampler_steps=sampler_steps)
     out_dir = world_dir / "web" if out_dir is None else Path(out_dir)
     return export_network(world.net, out_dir, layout=world.layout, height=world.height, width=world.width,
                           schema=world.schema, start_frames=world.start_frames, fp16=fp16, wasm=wasm,
                           webgpu_f16=webgpu_f16, force=force,
                           meta={"name": world_dir.resolve().name, "preset": world.preset,
-                                "source": world_fingerprint(world_dir)})
+                                "source": world_fingerprint(world_dir), "objective": world.config.objective,
+                                "sampler_steps": world.net.sampler_steps if world.config.objective == "flow" else None})
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -545,11 +564,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"refused when one-step PSNR against float32 falls under {QUALITY_MIN_DB:g} dB)")
     parser.add_argument("--force", action="store_true",
                         help="replace the output folder even when it is not an earlier export")
+    parser.add_argument("--sampler-steps", type=int, default=None, metavar="K",
+                        help="flow worlds: Euler steps of the sampler per frame, unrolled in the exported model "
+                             "(default: the world's own); more steps, more detail, slower")
 
 
 def run(args) -> int:
     out = export_world(args.world, args.output, fp16=args.fp16, wasm=args.wasm, webgpu_f16=args.webgpu_f16,
-                       force=args.force)
+                       force=args.force, sampler_steps=args.sampler_steps)
     page = json.loads((out / "world.json").read_text())
     print(f"exported {args.world} -> {out} ({page['exporter']} exporter, opset {page['opset']})")
     for backend, name in page["backends"].items():

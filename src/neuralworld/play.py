@@ -11,12 +11,13 @@ import argparse
 import functools
 import http.server
 import os
-import sys
 import threading
 import webbrowser
 from pathlib import Path
 
+from neuralworld.argtypes import port_type
 from neuralworld.errors import UserError
+from neuralworld.serving import Server
 
 MIME_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -58,23 +59,14 @@ class WebFolderHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-class WebServer(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address):
-        # a browser that closes or reloads mid-download is normal, not worth a traceback
-        if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
-            super().handle_error(request, client_address)
-
-
-def make_server(web_dir: Path, host: str = "127.0.0.1", port: int = 8000) -> WebServer:
+def make_server(web_dir: Path, host: str = "127.0.0.1", port: int = 8000) -> Server:
     """A server for `web_dir` bound to host:port (port 0: any free port); not yet serving."""
     web_dir = Path(web_dir)
     if not (web_dir / "index.html").is_file():
         raise UserError(f"{web_dir}: not a web player folder (make one with `neuralworld export WORLD`)")
     handler = functools.partial(WebFolderHandler, directory=os.fspath(web_dir.resolve()))
     try:
-        server = WebServer((host, port), handler)
+        server = Server((host, port), handler)
     except OSError as e:
         raise UserError(f"{host}:{port}: cannot listen there ({e.strerror}; pass another --port or --host)") from None
     return server
@@ -104,7 +96,7 @@ def serve(web_dir: Path, host: str = "127.0.0.1", port: int = 8000, open_browser
         server.server_close()
 
 
-def web_folder_for(path: Path) -> Path:
+def web_folder_for(path: Path, sampler_steps: int | None = None) -> Path:
     """The web folder to serve for `path`: a world folder (exported first when its web folder
     is missing or stale) or an exported web folder itself."""
     from neuralworld.export import WEB_FORMAT, export_world, is_current
@@ -115,21 +107,24 @@ def web_folder_for(path: Path) -> Path:
     if meta.get("format") == WEB_FORMAT:
         return path
     web = path / "web"
-    if not is_current(path, web):
+    if not is_current(path, web, sampler_steps):
         print(f"exporting {path} -> {web}", flush=True)
-        export_world(path, web)
+        export_world(path, web, sampler_steps=sampler_steps)
     return web
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("world", type=Path,
                         help="world folder (exported to WORLD/web first when that is missing or stale), or a web folder")
-    parser.add_argument("--port", type=int, default=8000, help="port to listen on (0: any free port)")
+    parser.add_argument("--port", type=port_type, default=8000, help="port to listen on (0: any free port)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on; the default serves this machine only (e.g. 0.0.0.0 for the local network)")
     parser.add_argument("--no-browser", action="store_true", help="do not open a browser, only print the URL")
+    parser.add_argument("--sampler-steps", type=int, default=None, metavar="K",
+                        help="flow worlds: Euler steps of the sampler per frame (exported again when it differs); "
+                             "more steps, more detail, slower")
 
 
 def run(args) -> int:
-    serve(web_folder_for(args.world), host=args.host, port=args.port, open_browser=not args.no_browser)
+    serve(web_folder_for(args.world, args.sampler_steps), host=args.host, port=args.port, open_browser=not args.no_browser)
     return 0

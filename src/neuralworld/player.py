@@ -58,14 +58,14 @@ def world_time_step(real_dt: float, rules: PlayerRules = RULES) -> float:
     return max(1, int(np.floor(min(rules.max_step, real_dt) / rules.step_quantum + 0.5))) * rules.step_quantum
 
 
-def trained_time_step(schema: ControlSchema, real_dt: float) -> float:
-    """The step a player asks a world for after `real_dt` seconds of real time: the largest step
-    the world was trained on not above it (the smallest when less time has passed); for worlds
-    that list no trained steps, world_time_step's rule. The page does the same (web/player.js)."""
+def trained_time_step(schema: ControlSchema, behind: float) -> float:
+    """The step a player asks a world for when the world's time is `behind` seconds behind real
+    time: the step the world was trained on nearest to it, so that world time follows real time
+    in steps the world knows (the page keeps the difference from step to step: web/player.js,
+    timeStep); for worlds that list no trained steps, world_time_step's rule."""
     if not schema.time_steps:
-        return world_time_step(real_dt)
-    fit = [t for t in schema.time_steps if t <= real_dt + 1e-3]
-    return max(fit) if fit else min(schema.time_steps)
+        return world_time_step(behind)
+    return min(schema.time_steps, key=lambda t: (abs(t - behind), -t))
 
 
 @dataclass

@@ -45,14 +45,12 @@ QUALITY_MIN_DB = 40.0  # one-step PSNR against float32 below which a quantized m
 
 def played_inputs(net, layout: MemoryLayout, schema: ControlSchema, start_frames: np.ndarray,
                   steps: int = CALIBRATION_STEPS, seed: int = 0) -> list[list[torch.Tensor]]:
-    """The inputs (controls, memory_0.., noise_0..) of `steps` steps of the float network played
+    """The inputs (controls, memory_0.., noise_0.., and a flow world's noise_x) of `steps` steps of the float network played
     from the start frames under the player's tour (pose worlds walk, turn, look, strafe, back up;
     action worlds steer and throttle), at the world's trained time step nearest 1/15 s."""
     from neuralworld.player import PlayerState, trained_time_step
     from neuralworld.world import frames_to_tensor
 
-    config = net.config
-    sizes = layout.sizes(config.height, config.width)
     dt = trained_time_step(schema, 1 / 15)
     controls, _, _ = tour_controls(schema, dt, steps, PlayerState.start().pose())  # from where the page starts
     memory = memory_from_frames(frames_to_tensor(np.asarray(start_frames)[None]), layout)
@@ -61,7 +59,7 @@ def played_inputs(net, layout: MemoryLayout, schema: ControlSchema, start_frames
     with torch.no_grad():
         for c in controls:
             c = torch.as_tensor(schema.clip(c))[None]  # (1, C), as World.step and the page clip it
-            noise = engine.draw_noise(generator, sizes)
+            noise = engine.draw_noise(generator, net.config.noise_shapes())
             out.append([c, *memory, *noise])
             _, memory = engine.step(net, memory, c, noise, layout)
     return out

@@ -200,6 +200,38 @@ def curves_figure(result: dict) -> bytes:
     return figure_png(fig)
 
 
+def play_figure(play: dict) -> bytes:
+    """The tour's chunk values against their bands: detail, contrast and colour distance."""
+    fig, axes = new_figure(3, size=(4.2, 3.0))
+    chunks, bands = play["chunks"], play["bands"]
+    x = np.arange(len(chunks["detail"])) * 50 + 25
+    limits = [("detail", "detail (reference = 1)", bands["detail"]),
+              ("contrast", "luma contrast (reference = 1)", bands["contrast"]),
+              ("colour", "mean colour distance", [0.0, bands["colour_max"]])]
+    for ax, (key, label, (lo, hi)) in zip(axes, limits):
+        ax.axhspan(lo, hi, color="tab:green", alpha=0.15, label="band of the real frames")
+        ok = np.array(chunks["in_band"])
+        values = np.array(chunks[key])
+        ax.plot(x, values, "-", color="gray", lw=1)
+        ax.plot(x[ok], values[ok], "o", color="tab:green")
+        ax.plot(x[~ok], values[~ok], "x", color="tab:red", label="chunk out of band")
+        ax.set_xlabel("tour frame")
+        ax.set_title(label)
+        ax.grid(alpha=0.3)
+        if key == "detail":
+            ax.set_yscale("log")
+            ax.legend(fontsize=7)
+    return figure_png(fig)
+
+
+def play_text(play: dict) -> str:
+    collapse = play["frames_until_collapse"]
+    held = "held" if collapse is None else f"left its bands at frame {collapse}"
+    return (f"Idle: PSNR {play['idle_psnr']:.2f} dB after {play['idle_frames']} frames standing still. Tour of "
+            f"{play['tour_frames']} frames: {held}; moves {play['moves']:.2f} of the real frame-to-frame change "
+            f"({'moves' if play['moved'] else 'too still: a frozen world scores 0'}).")
+
+
 def write_eval_report(out: Path, result: dict, media: dict, fps: float = 15.0, clips: bool = True) -> None:
     """index.html (+ MP4 clips when `clips`) into the folder `out` from metrics and sample frames."""
 
@@ -231,6 +263,19 @@ def write_eval_report(out: Path, result: dict, media: dict, fps: float = 15.0, c
         if clips:
             write_mp4(out / "rollout.mp4", (side_by_side(r, g) for r, g in zip(real, gen)), fps, scale=_scale(real))
             page.video("rollout.mp4", "real (left) and generated (right), recorded controls")
+    if "tour" in media:
+        tour = media["tour"]
+        page.heading("Play: idle and the tour")
+        page.text(play_text(result["play"]))
+        page.image(play_figure(result["play"]), "per 50-frame chunk of the tour: the statistic against the band "
+                                                "its real frames span")
+        picks = list(range(0, len(tour), 50))
+        page.image(png_bytes(grid([[tour[i] for i in picks]])),
+                   "the tour, one frame per 50 (stand, walk, turn, look up and down, strafe, back up; or "
+                   "steering and throttle)")
+        if clips:
+            write_mp4(out / "tour.mp4", tour, fps, scale=_scale(tour))
+            page.video("tour.mp4", f"{len(tour)} frames of the tour")
     if "free_play" in media:
         gen = media["free_play"]
         picks = np.linspace(0, len(gen) - 1, min(8, len(gen))).round().astype(int)
@@ -265,12 +310,21 @@ def summary_rows(result: dict) -> tuple[list[str], list[list]]:
     measured = [i for i, v in enumerate(result["rollout"]["ssim"]) if v is not None]
     last = measured[-1] if measured else len(horizons) - 1  # the longest horizon that was measured
     header = ["", "1-step PSNR", "1-step SSIM"] + [f"PSNR@{h}" for h in horizons] + \
-             [f"SSIM@{horizons[last]}", "detail", "control fidelity"]
+             [f"SSIM@{horizons[last]}", "detail", "control fidelity", "idle PSNR", "collapse at", "moves"]
     subjects = [("world", result)] + [(k, v) for k, v in result["baselines"].items()]
     rows = [[name, r["one_step"]["psnr"], r["one_step"]["ssim"], *r["rollout"]["psnr"],
-             r["rollout"]["ssim"][last], r["detail_retention"], fidelity_text(r["control_fidelity"])]
+             r["rollout"]["ssim"][last], r["detail_retention"], fidelity_text(r["control_fidelity"]),
+             *play_cells(r.get("play"))]
             for name, r in subjects]
     return header, rows
+
+
+def play_cells(play: dict | None) -> list:
+    """idle PSNR, frames until collapse ("held" when none) and moves of a play record."""
+    if not play:
+        return [None, None, None]
+    collapse = play["frames_until_collapse"]
+    return [play["idle_psnr"], "held" if collapse is None else collapse, play["moves"]]
 
 
 def fidelity_text(fid: dict) -> str:

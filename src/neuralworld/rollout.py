@@ -44,6 +44,9 @@ def add_arguments(p) -> None:
                    help="frame rate of the video, and with stick controls the rate of world steps "
                         "(default: the capture's, else 15)")
     p.add_argument("--scale", type=int, default=1, help="enlarge each pixel to SCALE x SCALE in the video")
+    p.add_argument("--sampler-steps", type=int, default=None, metavar="K",
+                   help="flow worlds: Euler steps of the sampler per frame (default: the world's own, "
+                        "NetConfig.sampler_steps); more steps, more detail, slower")
     p.add_argument("--seed", type=int, default=0, help="seed of the noise the world draws each frame")
     p.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="MP4 file to write (OUT.mp4), or a folder of lossless PNG frames (any other name)")
@@ -78,7 +81,7 @@ def run(args) -> int:
         raise UserError("--side-by-side: needs --from CAPTURE (the real frames to show beside)")
     if args.frames is not None and args.frames < 1:
         raise UserError(f"--frames {args.frames}: give 1 or more")
-    world = World.load(args.world)
+    world = World.load(args.world, sampler_steps=args.sampler_steps)
 
     if args.capture:
         data = held_out(world, open_capture(args.capture))

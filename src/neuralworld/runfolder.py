@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import pickle
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +20,8 @@ from neuralworld.fileio import atomic_write_bytes
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = "neuralworld-checkpoint"
+CHECKPOINT_KEYS = {"step", "samples", "elapsed_s", "preset", "seed", "batch", "val_fraction", "config", "schema",
+                   "summary", "net", "ema", "ema_count", "opt"}
 METRIC_COLUMNS = ["step", "samples", "elapsed_s", "samples_per_s", "loss", "l1", "g_adv", "d_loss",
                   "val_l1", "val_psnr", "val_copy_psnr"]
 
@@ -55,7 +59,7 @@ def check_output(output: Path, resume: bool, force: bool) -> None:
                         "or --force to replace it)")
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
-        probe = output.parent / f".{output.name}.write-test"
+        probe = output.parent / f".{output.name}.write-test-{os.getpid()}"  # one per process (torchrun ranks)
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:
@@ -83,14 +87,17 @@ def save_checkpoint(output: Path, state: dict) -> None:
 def load_checkpoint(output: Path) -> dict:
     """checkpoint.pt, read without running any pickled code; one line when it is damaged."""
     path = output / CHECKPOINT
+    again = "train again without --resume, with --force"
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-        raise UserError(f"{path}: cannot read the checkpoint ({first}); it is damaged or not a neuralworld "
-                        "checkpoint (train again without --resume, with --force)") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise UserError(f"{path}: not a neuralworld checkpoint (train again without --resume, with --force)")
+        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing them
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, OSError, EOFError, ValueError, IndexError, KeyError, pickle.UnpicklingError) as e:
+        raise UserError(f"{path}: cannot read the checkpoint ({type(e).__name__}); it is damaged, or not a "
+                        f"neuralworld checkpoint ({again})") from None
+    missing = CHECKPOINT_KEYS - set(state) if isinstance(state, dict) else CHECKPOINT_KEYS
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or missing:
+        raise UserError(f"{path}: not a neuralworld checkpoint ({again})")
     return state
 
 

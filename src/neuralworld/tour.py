@@ -8,12 +8,15 @@
           worlds: neutral, full and low throttle, full steering both ways), TOUR_FRAMES frames
           at the capture's time step. Every CHUNK frames are compared with the capture's real
           frames on three statistics (chunk_stats):
-            detail    high-frequency share (metrics.high_frequency_share), over the real mean
-            contrast  luma standard deviation, over the real mean
-            colour    distance of the mean RGB (0..1) from the real mean
-          The band of each is what the capture's own chunks of real frames span, widened by
-          BAND_MARGINS (Bands.from_real). frames_until_collapse is the first frame of the first
-          chunk that leaves a band (None: the world held).
+            detail    high-frequency share (metrics.high_frequency_share), over the reference's
+            contrast  luma standard deviation, over the reference's
+            colour    distance of the mean RGB (0..1) from the reference's
+          Where the true views of the tour are known (synthetic captures: capture/synth.py renders
+          the same trajectory) the reference is each chunk's true view, and the bands are
+          TRUTH_BANDS around it: this tells soup from a view of the same place looking elsewhere.
+          Otherwise the reference is the capture's real frames: their mean, with bands as wide as
+          their own chunks spread, widened by BAND_MARGINS (Bands.from_real). frames_until_collapse
+          is the first frame of the first chunk that leaves a band (None: the world held).
   moves   Walking must change the view: the mean absolute change between consecutive tour
           frames, over that of consecutive real frames; a frozen world (copy-the-last-frame)
           scores 0 and fails MOVES_MIN.
@@ -23,7 +26,9 @@
 The bands were calibrated on the recordings in the project's development data (a synthetic
 trail, a car track, a GoPro walk, KITTI): their real chunks stay inside; the same frames blurred
 with a 1-pixel Gaussian leave the detail band (about 3% of the real share), and with added
-Gaussian noise of standard deviation 0.1 leave it upward. tests/test_tour.py holds that.
+Gaussian noise of standard deviation 0.1 leave it upward; a trail world that had turned to
+green soup after 200 frames of the tour (detail 0.3-0.55 and contrast 0.44-0.6 of the true
+views) leaves the truth bands. tests/test_tour.py holds the calibration.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ IDLE_FRAMES = 150
 TRUTH_HORIZONS = (32, 128, 512)
 BAND_MARGINS = {"detail": (0.5, 1.25), "contrast": (0.5, 1.5)}  # times the real chunks' min and max
 COLOUR_MARGIN = 0.08  # added to the real chunks' largest colour distance
+TRUTH_BANDS = {"detail": (0.5, 2.0), "contrast": (0.7, 1.4), "colour": 0.08}  # around each chunk's true view
 MOVES_MIN = 0.25
 
 # (seconds, sticks): the moves a player makes, in the player's sign convention (player.py)
@@ -105,31 +111,44 @@ def chunk_stats(frames: np.ndarray, chunk: int = CHUNK) -> dict[str, np.ndarray]
 
 @dataclass
 class Bands:
-    """The real capture's reference values and the band each statistic must stay in."""
-    detail_ref: float
-    contrast_ref: float
-    colour_ref: np.ndarray  # (3,)
-    detail: tuple[float, float]  # band of the ratio to detail_ref
-    contrast: tuple[float, float]  # band of the ratio to contrast_ref
+    """Reference values per chunk and the band each statistic's ratio (or distance) must stay in."""
+    detail_ref: np.ndarray  # (K,) or (1,): high-frequency share of the reference
+    contrast_ref: np.ndarray  # luma standard deviation of the reference
+    colour_ref: np.ndarray  # (K, 3) or (1, 3): mean RGB of the reference
+    detail: tuple[float, float]  # band of detail / detail_ref
+    contrast: tuple[float, float]  # band of contrast / contrast_ref
     colour: float  # largest allowed distance from colour_ref
+    reference: str  # "capture" (its frames' mean and spread) or "truth" (the true view of each chunk)
 
     @classmethod
     def from_real(cls, frames: np.ndarray) -> "Bands":
+        """Bands from a capture's real frames: around their mean, as wide as their own chunks
+        spread (times BAND_MARGINS; plus COLOUR_MARGIN)."""
         s = chunk_stats(frames)
         per_frame = chunk_stats(frames, 1)
-        detail_ref, contrast_ref = float(per_frame["detail"].mean()), float(per_frame["contrast"].mean())
+        detail_ref, contrast_ref = per_frame["detail"].mean(), per_frame["contrast"].mean()
         colour_ref = per_frame["colour"].mean(axis=0)
         d, c = s["detail"] / max(detail_ref, 1e-12), s["contrast"] / max(contrast_ref, 1e-12)
         (dl, dh), (cl, ch) = BAND_MARGINS["detail"], BAND_MARGINS["contrast"]
-        return cls(detail_ref, contrast_ref, colour_ref, (dl * d.min(), dh * d.max()), (cl * c.min(), ch * c.max()),
-                   float(np.linalg.norm(s["colour"] - colour_ref, axis=1).max()) + COLOUR_MARGIN)
+        return cls(np.array([detail_ref]), np.array([contrast_ref]), colour_ref[None],
+                   (dl * d.min(), dh * d.max()), (cl * c.min(), ch * c.max()),
+                   float(np.linalg.norm(s["colour"] - colour_ref, axis=1).max()) + COLOUR_MARGIN, "capture")
+
+    @classmethod
+    def from_truth(cls, truth: np.ndarray) -> "Bands":
+        """Bands around the true views of the same tour, chunk by chunk (TRUTH_BANDS)."""
+        s = chunk_stats(truth)
+        return cls(s["detail"], s["contrast"], s["colour"], TRUTH_BANDS["detail"], TRUTH_BANDS["contrast"],
+                   TRUTH_BANDS["colour"], "truth")
 
     def check(self, frames: np.ndarray) -> dict:
         """Per-chunk values of `frames` and where they leave the bands."""
         s = chunk_stats(frames)
-        detail = s["detail"] / max(self.detail_ref, 1e-12)
-        contrast = s["contrast"] / max(self.contrast_ref, 1e-12)
-        colour = np.linalg.norm(s["colour"] - self.colour_ref, axis=1)
+        k = len(s["detail"])
+        ref = lambda a: a[:k] if len(a) > 1 else a  # noqa: E731 -- per chunk, or one value for all
+        detail = s["detail"] / np.maximum(ref(self.detail_ref), 1e-12)
+        contrast = s["contrast"] / np.maximum(ref(self.contrast_ref), 1e-12)
+        colour = np.linalg.norm(s["colour"] - ref(self.colour_ref), axis=1)
         out = ((detail < self.detail[0]) | (detail > self.detail[1]) | (contrast < self.contrast[0])
                | (contrast > self.contrast[1]) | (colour > self.colour))
         first = int(np.argmax(out)) if out.any() else None
@@ -138,9 +157,8 @@ class Bands:
                 "held": not out.any()}
 
     def to_json(self) -> dict:
-        return {"detail": list(self.detail), "contrast": list(self.contrast), "colour_max": self.colour,
-                "detail_ref": self.detail_ref, "contrast_ref": self.contrast_ref,
-                "colour_ref": self.colour_ref.tolist()}
+        return {"reference": self.reference, "detail": list(self.detail), "contrast": list(self.contrast),
+                "colour_max": self.colour}
 
 
 def moves_ratio(start: np.ndarray, generated: np.ndarray, real: np.ndarray, moving: np.ndarray) -> float:
@@ -175,22 +193,24 @@ def measure_play(rollout, d, plan, *, tour_frames: int = TOUR_FRAMES, idle_frame
     dt = step_seconds(d.capture.times)
     pose = d.capture.poses[s - 1] if schema.kind == POSE_KIND else None
     real = d.frames(0, min(len(d), real_limit))
-    bands = Bands.from_real(real)
 
     idle_controls, _, _ = tour_controls(schema, dt, idle_frames, pose, idle=True)
     idle = rollout(memory, idle_controls)
     controls, poses, moving = tour_controls(schema, dt, tour_frames, pose)
     frames = rollout(memory, controls)
-    out = {"idle_psnr": float(metrics.psnr(idle[-1], memory[-1])), "idle_frames": idle_frames,
-           "tour_frames": tour_frames, "step_s": dt, "bands": bands.to_json(), **bands.check(frames),
-           "moves": moves_ratio(memory[-1], frames, real, moving), "frames": frames}
-    out["moved"] = bool(out["moves"] >= MOVES_MIN)
     render = synth_renderer(d.capture, d.height, d.width) if poses is not None else None
+    truth = None
     if render is not None:
         if "tour" not in truth_cache:
             truth_cache["tour"] = np.asarray(render(poses[1:]), np.uint8)
         truth = truth_cache["tour"]
-        p, q = metrics.psnr(frames, truth), metrics.ssim(frames, truth)
-        out["truth"] = {str(h): {"psnr": float(p[h - 1]), "ssim": float(q[h - 1])}
-                        for h in TRUTH_HORIZONS if h <= len(frames)}
+    bands = Bands.from_truth(truth) if truth is not None else Bands.from_real(real)
+    out = {"idle_psnr": float(metrics.psnr(idle[-1], memory[-1])), "idle_frames": idle_frames,
+           "tour_frames": tour_frames, "step_s": dt, "bands": bands.to_json(), **bands.check(frames),
+           "moves": moves_ratio(memory[-1], frames, real, moving), "frames": frames}
+    out["moved"] = bool(out["moves"] >= MOVES_MIN)
+    if truth is not None:
+        at = [h - 1 for h in TRUTH_HORIZONS if h <= len(frames)]  # SSIM where it is reported
+        p, q = metrics.psnr(frames[at], truth[at]), metrics.ssim(frames[at], truth[at])
+        out["truth"] = {str(i + 1): {"psnr": float(pi), "ssim": float(qi)} for i, pi, qi in zip(at, p, q)}
     return out

@@ -16,6 +16,11 @@ its first checkpoint; with --force, only then is the old OUTPUT replaced. A run 
 is killed before its first checkpoint leaves OUTPUT as it was (the next run clears the partial
 folder).
 
+Speed: on a GPU the captures live on the device and every batch is gathered there; bf16
+autocast, torch.compile, channels_last weights, fused AdamW and cuDNN's autotuning are on by
+default with CUDA and off on the CPU (TrainOptions), and the losses are read, which waits for the device, every
+--sync-every steps (every step on the CPU). benchmarks/gpu_run.py measures each of these.
+
 Many GPUs: launch with `torchrun --nproc_per_node=N -m neuralworld train ...`; ranks are read
 from RANK / WORLD_SIZE / LOCAL_RANK, the network and critic are wrapped in PyTorch
 DistributedDataParallel (nccl on CUDA, gloo on CPU), each rank draws its own batches, rank 0
@@ -46,7 +51,7 @@ from neuralworld.errors import UserError
 from neuralworld.model.config import PRESETS, NetConfig, Preset, TrainRecipe, get_preset
 from neuralworld.runfolder import (CHECKPOINT, CHECKPOINT_FORMAT, MetricsLog, check_output, commit_output,
                                    load_checkpoint, partial_folder, save_checkpoint, write_preview)
-from neuralworld.trainer import Trainer, validate
+from neuralworld.trainer import LOSS_NAMES, Trainer, validate
 from neuralworld.world import World
 
 @dataclass(frozen=True)
@@ -63,6 +68,11 @@ class TrainOptions:
     checkpoint_minutes: float = 2.0  # else every this many minutes
     compile: bool | None = None  # torch.compile the network (None: on with CUDA)
     bf16: bool | None = None  # bfloat16 autocast (None: on with CUDA)
+    channels_last: bool | None = None  # the networks' weights in NHWC order (None: on with CUDA)
+    fused_optimizer: bool | None = None  # AdamW's fused kernels (None: on with CUDA)
+    cudnn_benchmark: bool | None = None  # cuDNN times its convolution algorithms and keeps the fastest (None: on with CUDA)
+    cuda_graphs: bool = False  # with compile: replay CUDA graphs (torch.compile mode "reduce-overhead")
+    sync_every: int = 0  # read the losses (a wait for the device) every this many steps (0: 1 on the CPU, 10 on a GPU)
     threads: int = 0  # CPU threads for torch (0: torch's default)
     progress: bool = True  # progress bar and summary lines
     debug_nan_at: int | None = None  # for tests: make the loss NaN at this step
@@ -80,6 +90,8 @@ class TrainOptions:
             raise UserError("--checkpoint-every must be 0 or more and --checkpoint-minutes above 0")
         if self.threads < 0:
             raise UserError(f"--threads {self.threads}: give 0 (torch's default) or more")
+        if self.sync_every < 0:
+            raise UserError(f"--sync-every {self.sync_every}: give 0 (the device's default) or more")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -113,6 +125,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="torch.compile the network (default: on with CUDA)")
     parser.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None,
                         help="bfloat16 autocast (default: on with CUDA)")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                        help="keep the networks' weights in NHWC order (default: on with CUDA)")
+    parser.add_argument("--fused-optimizer", action=argparse.BooleanOptionalAction, default=None,
+                        help="AdamW's fused kernels (default: on with CUDA)")
+    parser.add_argument("--cudnn-benchmark", action=argparse.BooleanOptionalAction, default=None,
+                        help="let cuDNN time its convolution algorithms and keep the fastest (default: on with CUDA)")
+    parser.add_argument("--cuda-graphs", action="store_true",
+                        help="with --compile, replay CUDA graphs (torch.compile's reduce-overhead mode)")
+    parser.add_argument("--sync-every", type=int, default=0,
+                        help="read the losses (and check them) every this many steps; each read waits for the "
+                        "device (0: every step on the CPU, every 10 on a GPU)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     parser.add_argument("--debug-nan-at", type=int, help="for tests: make the loss NaN at this step")
     parser.add_argument("--debug-step-sleep", type=float, default=0.0,
@@ -151,6 +174,18 @@ def pick_device(name: str) -> torch.device:
     if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise UserError("--device mps: MPS is not available here (use --device cpu or auto)")
     return torch.device(name)
+
+
+def speed_switches(options: TrainOptions, dev: torch.device) -> dict:
+    """Trainer's speed switches and the loop's sync_every for a device: None means on with CUDA
+    (bf16 and compile only ever on with CUDA; channels_last and the fused optimizer also where asked)."""
+    cuda = dev.type == "cuda"
+    on = lambda value: cuda if value is None else bool(value)  # noqa: E731
+    return {"use_bf16": on(options.bf16) and cuda, "use_compile": on(options.compile) and cuda,
+            "channels_last": on(options.channels_last), "fused": on(options.fused_optimizer),
+            "cuda_graphs": options.cuda_graphs and on(options.compile) and cuda,
+            "cudnn_benchmark": on(options.cudnn_benchmark) and cuda,
+            "sync_every": options.sync_every or (1 if dev.type == "cpu" else 10)}
 
 
 # --- previews ---
@@ -222,11 +257,15 @@ class TrainingRun:
             if saved != given:
                 raise UserError(f"{output}: the checkpoint was trained on captures of {saved} frames, "
                                 f"these have {given} (resume with the same captures)")
+            kind, names = state["schema"]["kind"], list(state["schema"]["names"])
+            if (kind, names) != (self.data.schema.kind, list(self.data.schema.names)):
+                raise UserError(f"{output}: the checkpoint was trained on {kind} controls {names}, these captures "
+                                f"have {self.data.schema.kind} {list(self.data.schema.names)} (resume with the "
+                                "same captures)")
             self.data.schema = ControlSchema.from_json(state["schema"])  # the normalisation the network was built with
-        use_bf16 = dev.type == "cuda" if options.bf16 is None else options.bf16 and dev.type == "cuda"
-        use_compile = dev.type == "cuda" if options.compile is None else options.compile and dev.type == "cuda"
-        self.trainer = Trainer(self.config, self.recipe, self.data.schema, dev, options.seed, world_size,
-                               use_bf16, use_compile)
+        switches = speed_switches(options, dev)
+        self.sync_every = switches.pop("sync_every")
+        self.trainer = Trainer(self.config, self.recipe, self.data.schema, dev, options.seed, world_size, **switches)
         self.step, self.samples, self.elapsed_before = 0, 0, 0.0
         if state is not None:
             self.trainer.load_state_dict(state)
@@ -299,28 +338,45 @@ class TrainingRun:
             if self.rank == 0 and self.folder != self.output:
                 shutil.rmtree(self.folder, ignore_errors=True)
 
+    def diverged(self, first: int, last: int):
+        kept = (f"{self.output / CHECKPOINT} and the world keep step {self.last_checkpoint}"
+                if self.last_checkpoint is not None else "no checkpoint had been written yet")
+        at = f"step {first}" if first == last else f"a step from {first} to {last}"
+        raise UserError(f"{self.output}: training diverged at {at} (the loss is not a number); "
+                        f"stopped, {kept} (resume with --resume, or train again with another --seed)")
+
     def _loop(self) -> dict:
-        o, rank, batch = self.options, self.rank, self.recipe.batch
+        o, rank, batch, every = self.options, self.rank, self.recipe.batch, self.sync_every
         progress = o.progress and rank == 0
         bar = tqdm(total=o.steps, initial=self.step, unit="step", disable=not progress, dynamic_ncols=True)
         last_time, last_samples, last_checkpoint_time = time.time(), self.samples, time.time()
-        running: dict[str, float] = {}
+        # the losses stay on the device, summed since the last metrics row, and are read (and
+        # checked) every `every` steps: each read waits for the device to finish its queue
+        running, unread = None, self.step
         while not self.done():
             g = step_generator(o.seed, self.step, rank, self.dev)
             b = sample_batch(self.data, self.config, self.recipe, g, self.dev)
             try:
-                losses = self.trainer.step(b, nan=o.debug_nan_at is not None and self.step == o.debug_nan_at)
+                stats = self.trainer.step(b, self.step, check=every == 1,
+                                          nan=o.debug_nan_at is not None and self.step == o.debug_nan_at)
             except FloatingPointError:
-                kept = (f"{self.output / CHECKPOINT} and the world keep step {self.last_checkpoint}"
-                        if self.last_checkpoint is not None else "no checkpoint had been written yet")
-                raise UserError(f"{self.output}: training diverged at step {self.step} (the loss is not a number); "
-                                f"stopped, {kept} (resume with --resume, or train again with another --seed)") from None
+                stats = None
+            if stats is None:
+                self.diverged(self.step, self.step)
             self.step += 1
             self.samples += batch * self.world_size
-            for k, v in losses.items():
-                running[k] = running.get(k, 0.0) + v
+            running = stats if running is None else running + stats
             if o.debug_step_sleep:
                 time.sleep(o.debug_step_sleep)
+            read = self.step % every == 0 or (o.checkpoint_every and self.step % o.checkpoint_every == 0)
+            if not read:
+                bar.update(1)
+                continue
+            if every > 1 and not torch.isfinite(running).all():
+                self.diverged(unread, self.step - 1)
+            unread = self.step
+            if rank != 0:
+                running = None  # only rank 0 writes rows
             due = (self.step % o.checkpoint_every == 0 if o.checkpoint_every
                    else time.time() - last_checkpoint_time >= o.checkpoint_minutes * 60)
             if rank == 0 and (self.step % 10 == 0 or due):
@@ -328,16 +384,18 @@ class TrainingRun:
                 rate = (self.samples - last_samples) / max(now - last_time, 1e-9)
                 count = (self.samples - last_samples) // (batch * self.world_size)
                 row = {"step": self.step, "samples": self.samples, "elapsed_s": round(self.elapsed(), 2),
-                       "samples_per_s": rate, **{k: v / max(count, 1) for k, v in running.items()}}
-                running, last_time, last_samples = {}, now, self.samples
+                       "samples_per_s": rate, **{k: v / max(count, 1) for k, v in zip(LOSS_NAMES, running.tolist())}}
+                running, last_time, last_samples = None, now, self.samples
                 if due:
                     row.update(self.checkpoint())
                     last_checkpoint_time = time.time()
                     bar.write(f"step {self.step}: validation PSNR {row['val_psnr']:.2f} dB "
                               f"(copy-last-frame {row['val_copy_psnr']:.2f} dB)")
                 self.log.write(row)
-                bar.set_postfix(loss=f"{row.get('loss', float('nan')):.4f}", samples_s=f"{rate:.1f}")
+                bar.set_postfix(loss=f"{row.get('loss', float('nan')):.4f}", samples_s=f"{rate:.1f}", refresh=False)
             bar.update(1)
+        if running is not None and every > 1 and not torch.isfinite(running).all():
+            self.diverged(unread, self.step - 1)
         bar.close()
         if rank == 0 and self.last_checkpoint != self.step:
             row = {"step": self.step, "samples": self.samples, "elapsed_s": round(self.elapsed(), 2)}

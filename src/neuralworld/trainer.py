@@ -6,8 +6,13 @@ loss, AdamW at a constant learning rate, an averaged copy of the weights (EMA) t
 gets saved and played, and training on the network's own outputs: each window generates
 `unroll` frames in a row through the rollout engine (engine.step), each pushed into memory
 before the next is generated, with a loss on each (as DIAMOND and Self-Forcing train on their
-own rollouts). The memory rounds frames to 8 bits, which has no gradient, so the steps are
-joined through memory values only, not through gradients.
+own rollouts). With recipe.unroll_grad the loss of a later frame reaches the earlier frames it
+was made from (straight-through 8-bit rounding in memory), so the network learns to make
+frames it can go on from; without it, the steps are joined through memory values only.
+
+The adversarial term can join later (recipe.adversarial_start, after an L1 phase), with an R1
+penalty on the critic (Mescheder et al., "Which Training Methods for GANs do actually
+Converge?", ICML 2018) to keep it stable.
 """
 
 from __future__ import annotations
@@ -21,7 +26,8 @@ import torch.nn as nn
 from neuralworld import engine
 from neuralworld.controls import ControlSchema
 from neuralworld.data import Batch
-from neuralworld.losses import HingeGANLoss, L1Loss
+from neuralworld.errors import UserError
+from neuralworld.losses import FlowMatchingLoss, GradientDifferenceLoss, HingeGANLoss, L1Loss
 from neuralworld.metrics import psnr
 from neuralworld.model.config import NetConfig, TrainRecipe
 from neuralworld.model.discriminator import PatchCritic
@@ -41,8 +47,7 @@ class EMA:
     @torch.no_grad()
     def update(self, net: nn.Module) -> None:
         d = min(self.decay, (1 + self.count) / (10 + self.count))
-        for e, p in zip(self.net.parameters(), net.parameters()):
-            e.lerp_(p.detach(), 1 - d)
+        torch._foreach_lerp_(list(self.net.parameters()), [p.detach() for p in net.parameters()], 1 - d)
         for e, b in zip(self.net.buffers(), net.buffers()):
             e.copy_(b)
         self.count += 1
@@ -52,18 +57,35 @@ class Unroll(nn.Module):
     """Generates K frames in a row through engine.step, each pushed into memory before the next:
     training on the network's own outputs. One forward per step, as DistributedDataParallel expects."""
 
-    def __init__(self, net: nn.Module, layout: MemoryLayout):
+    def __init__(self, net: nn.Module, layout: MemoryLayout, grad_through_memory: bool, noise_level_input: bool):
         super().__init__()
         self.net = net
         self.layout = layout
+        self.grad_through_memory = grad_through_memory
+        self.noise_level_input = noise_level_input
 
-    def forward(self, memory, controls, noise):
-        """memory: L x (B, 3n, h, w); controls (B, K, C); noise: K x L x (B, 1, h, w)
-        -> frames (B, K, 3, H, W) and the newest full-size memory each was made from (B, K, 3n0, H, W)."""
+    def forward(self, memory, controls, noise, noise_level, targets=None, flow_t=None, flow_eps=None):
+        """memory: L x (B, 3n, h, w); controls (B, K, C); noise: K x the noise inputs; noise_level (B,)
+        -> frames (B, K, 3, H, W) and the newest full-size memory each was made from (B, K, 3n0, H, W).
+        Flow: the frames are the clean frames predicted from the targets noised to flow_t (B, K)
+        with flow_eps (B, K, 3, H, W); the memory goes on with the network's own samples."""
         frames, contexts = [], []
+        level = noise_level if self.noise_level_input else None
+        if flow_t is not None:
+            for k in range(controls.shape[1]):
+                contexts.append(memory[0])
+                t = flow_t[:, k]
+                x_t = (1 - t)[:, None, None, None] * (2 * targets[:, k] - 1) + t[:, None, None, None] * flow_eps[:, k]
+                frames.append(self.net.predict(controls[:, k], memory, noise[k], level, x_t, t))
+                if k + 1 < controls.shape[1]:
+                    with torch.no_grad():
+                        _, memory = engine.step(self.net, memory, controls[:, k], noise[k], self.layout,
+                                                noise_level=level)
+            return torch.stack(frames, 1), torch.stack(contexts, 1)
         for k in range(controls.shape[1]):
             contexts.append(memory[0])
-            frame, memory = engine.step(self.net, memory, controls[:, k], noise[k], self.layout)  # (B, 3, H, W)
+            frame, memory = engine.step(self.net, memory, controls[:, k], noise[k], self.layout, noise_level=level,
+                                        grad_through_memory=self.grad_through_memory)  # (B, 3, H, W)
             frames.append(frame)
         return torch.stack(frames, 1), torch.stack(contexts, 1)
 
@@ -73,26 +95,46 @@ def _flat(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(-1, *x.shape[2:])
 
 
+LOSS_NAMES = ("loss", "l1", "g_adv", "d_loss")  # what Trainer.step returns, in this order
+PHASES = ("forward", "backward", "critic", "optimizer")  # where Trainer.step calls its timer, in this order
+
+
 class Trainer:
-    """The networks, optimizers and one training step; state_dict() / load_state_dict() for checkpoints."""
+    """The networks, optimizers and one training step; state_dict() / load_state_dict() for checkpoints.
+
+    The speed switches (train.TrainOptions; each on with CUDA by default, off on the CPU):
+    use_bf16 bfloat16 autocast; use_compile torch.compile of the network (cuda_graphs: in its
+    "reduce-overhead" mode, which replays CUDA graphs); channels_last the networks' weights in
+    NHWC order, which cuDNN's fastest convolutions take; fused AdamW's fused kernels;
+    cudnn_benchmark lets cuDNN time its convolution algorithms for the run's fixed shapes and
+    keep the fastest (a setting of the whole process)."""
 
     def __init__(self, config: NetConfig, recipe: TrainRecipe, schema: ControlSchema, device: torch.device,
-                 seed: int, world_size: int, use_bf16: bool, use_compile: bool):
+                 seed: int, world_size: int, use_bf16: bool, use_compile: bool, channels_last: bool = False,
+                 fused: bool = False, cuda_graphs: bool = False, cudnn_benchmark: bool = False):
         self.recipe, self.device, self.world_size = recipe, device, world_size
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = cudnn_benchmark
         torch.manual_seed(seed)
-        self.net = WorldNet(config, schema).to(device)
+        memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.net = WorldNet(config, schema).to(device, memory_format=memory_format)
         self.ema = EMA(self.net, recipe.ema_decay)
         self.opt = torch.optim.AdamW(self.net.parameters(), lr=recipe.lr, betas=(0.9, 0.99),
-                                     weight_decay=recipe.weight_decay)
+                                     weight_decay=recipe.weight_decay, fused=fused or None)
         self.critic = self.opt_critic = None
         if recipe.adversarial_weight > 0:
-            self.critic = PatchCritic(config, schema.dim, recipe.disc_channels).to(device)
+            self.critic = PatchCritic(config, schema.dim, recipe.disc_channels).to(device, memory_format=memory_format)
             self.opt_critic = torch.optim.AdamW(self.critic.parameters(), lr=recipe.disc_lr, betas=(0.5, 0.99),
-                                                weight_decay=0.0)
-        self.l1, self.gan = L1Loss(), HingeGANLoss()
+                                                weight_decay=0.0, fused=fused or None)
+        if config.objective == "flow" and (recipe.adversarial_weight > 0 or recipe.unroll_grad):
+            raise UserError("objective flow: trains without the adversarial term and without unroll_grad "
+                            "(set adversarial_weight=0 and unroll_grad=false)")
+        self.flow = config.objective == "flow"
+        self.l1 = FlowMatchingLoss() if self.flow else L1Loss()
+        self.gan, self.gdl = HingeGANLoss(), GradientDifferenceLoss()
         self.use_bf16 = use_bf16
-        net = torch.compile(self.net) if use_compile else self.net
-        self.unroll = Unroll(net, config.layout)
+        net = torch.compile(self.net, mode="reduce-overhead" if cuda_graphs else None) if use_compile else self.net
+        self.unroll = Unroll(net, config.layout, recipe.unroll_grad, config.noise_level_input)
         self.critic_ddp = self.critic
         if world_size > 1:
             ids = [device.index] if device.type == "cuda" else None
@@ -103,47 +145,65 @@ class Trainer:
     def autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_bf16)
 
-    def step(self, batch: Batch, nan: bool = False) -> dict:
-        """One optimizer step of the network (and of the critic). Returns losses averaged over ranks."""
+    def step(self, batch: Batch, step: int = 0, nan: bool = False, check: bool = True, timer=None) -> torch.Tensor:
+        """Optimizer step number `step` of the network (and of the critic, from
+        recipe.adversarial_start on). Returns the losses (LOSS_NAMES), averaged over ranks, as one
+        tensor on the device. check: raise FloatingPointError before the update if a loss is not
+        finite, which waits for the device (a host sync); without it the caller checks the losses
+        it reads. timer: called with each name of PHASES as that part of the step is queued (for
+        profiling; it synchronises if it wants device times)."""
+        mark = timer or (lambda name: None)
         recipe = self.recipe
         self.net.train()
-        if self.critic is not None:  # (B * K, C) normalised, as the critic sees them
+        adversarial = self.critic is not None and step >= recipe.adversarial_start
+        if adversarial:  # (B * K, C) normalised, as the critic sees them
             controls = self.net.normalise_controls(_flat(batch.controls))
         with self.autocast():
-            frames, contexts = self.unroll(batch.memory, batch.controls, batch.noise)  # (B, K, 3, H, W)
+            frames, contexts = self.unroll(batch.memory, batch.controls, batch.noise, batch.noise_level,
+                                           batch.targets, batch.flow_t, batch.flow_eps)  # (B, K, 3, H, W)
             frames = frames.float()
             l1 = self.l1(frames, batch.targets)
             loss = recipe.l1_weight * l1
+            if recipe.gradient_weight > 0:
+                loss = loss + recipe.gradient_weight * self.gdl(frames, batch.targets)
             g_adv = torch.zeros((), device=self.device)
-            if self.critic is not None:
+            if adversarial:
                 self.critic.requires_grad_(False)
                 g_adv = self.gan.generator(self.critic(_flat(frames), _flat(contexts), controls))
                 loss = loss + recipe.adversarial_weight * g_adv.float()
         if nan:
             loss = loss * float("nan")
+        mark("forward")
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
+        mark("backward")
         d_loss = torch.zeros((), device=self.device)
-        if self.critic is not None:
+        if adversarial:
             self.critic.requires_grad_(True)
             with self.autocast():
                 n = frames.shape[0] * frames.shape[1]
-                logits = self.critic_ddp(torch.cat([_flat(batch.targets), _flat(frames.detach())]),
-                                         _flat(contexts).repeat(2, 1, 1, 1), controls.repeat(2, 1))
+                real = _flat(batch.targets).requires_grad_(recipe.r1_weight > 0)
+                logits = self.critic_ddp(torch.cat([real, _flat(frames.detach())]),
+                                         _flat(contexts).detach().repeat(2, 1, 1, 1), controls.repeat(2, 1))
                 d_loss = self.gan.critic(logits[:n].float(), logits[n:].float())
+            if recipe.r1_weight > 0:  # R1: the critic's gradient at real frames stays small
+                grad, = torch.autograd.grad(logits[:n].float().sum(), real, create_graph=True)
+                d_loss = d_loss + recipe.r1_weight / 2 * grad.pow(2).sum(dim=(1, 2, 3)).mean()
             self.opt_critic.zero_grad(set_to_none=True)
             d_loss.backward()
+        mark("critic")
         stats = torch.stack([loss.detach().float(), l1.detach().float(), g_adv.detach().float(), d_loss.detach().float()])
         if self.world_size > 1:
             dist.all_reduce(stats)
             stats /= self.world_size
-        if not torch.isfinite(stats).all():
+        if check and not torch.isfinite(stats).all():
             raise FloatingPointError
         self.opt.step()
         self.ema.update(self.net)
-        if self.critic is not None:
+        if adversarial:
             self.opt_critic.step()
-        return dict(zip(["loss", "l1", "g_adv", "d_loss"], stats.tolist()))
+        mark("optimizer")
+        return stats
 
     def state_dict(self) -> dict:
         return {
@@ -174,7 +234,7 @@ def validate(net: WorldNet, val, device, seed: int = 1234) -> dict:
     preds = []
     for i in range(0, len(targets), 32):
         mem = [m[i:i + 32].to(device) for m in memory]
-        noise = engine.draw_noise(g, [m.shape[-2:] for m in mem], mem[0].shape[0], device)
+        noise = engine.draw_noise(g, net.config.noise_shapes(), mem[0].shape[0], device)
         frame, _ = engine.step(net, mem, controls[i:i + 32].to(device), noise)
         preds.append(frame.float().cpu())
     pred = quantize8(torch.cat(preds))  # as the world shows it: 8-bit

@@ -49,9 +49,13 @@ def resize_frames(frames: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.stack([cv2.resize(np.asarray(f), (width, height), interpolation=interp) for f in frames])
 
 
-def frames_to_tensor(frames: np.ndarray, device=None) -> torch.Tensor:
-    """(..., H, W, 3) uint8 -> (..., 3, H, W) float32 in [0, 1]."""
-    t = torch.as_tensor(np.ascontiguousarray(frames), device=device)
+def frames_to_tensor(frames, device=None) -> torch.Tensor:
+    """(..., H, W, 3) uint8, an array or a tensor on any device -> (..., 3, H, W) float32 in [0, 1]
+    (on `device`, or where a tensor is)."""
+    if isinstance(frames, torch.Tensor):
+        t = frames if device is None else frames.to(device)
+    else:
+        t = torch.as_tensor(np.ascontiguousarray(frames), device=device)
     return t.movedim(-1, -3).float() / 255.0
 
 
@@ -93,7 +97,9 @@ class World:
     # --- on disk ---
 
     @classmethod
-    def load(cls, path, device="cpu") -> "World":
+    def load(cls, path, device="cpu", sampler_steps: int | None = None) -> "World":
+        """The world in folder `path`; sampler_steps: a flow world's Euler steps per frame instead of
+        the ones it was trained to play with (NetConfig.sampler_steps)."""
         path = Path(path)
         if not (path / "world.json").is_file():
             raise UserError(f"{path}: no world here (world.json is missing; make one with `neuralworld train`)")
@@ -116,12 +122,23 @@ class World:
             raise UserError(f"{path}/world.json: {e} (the world folder is damaged; train it again)") from None
         net = WorldNet(config, schema)
         try:
-            net.load_state_dict(load_file(path / "weights.safetensors"))
+            weights = load_file(path / "weights.safetensors")
             start = np.load(path / "start_frames.npy", allow_pickle=False)
-        except (RuntimeError, OSError, ValueError, SafetensorError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        except (OSError, ValueError, SafetensorError) as e:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
             raise UserError(f"{path}: cannot read the weights or start frames ({first}; the world folder is "
-                            "damaged or from another network: train it again)") from None
+                            "damaged: train it again)") from None
+        try:
+            net.load_state_dict(weights)
+        except RuntimeError as e:  # torch lists every difference, one per line: say how many and the first
+            lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+            raise UserError(f"{path}: the weights do not fit world.json's network ({max(1, len(lines) - 1)} "
+                            f"difference(s), first: {lines[-1] if len(lines) == 1 else lines[1]}"[:300]
+                            + "; the folder mixes two worlds: train it again)") from None
+        if sampler_steps is not None:
+            if not 1 <= sampler_steps <= 16:
+                raise UserError(f"--sampler-steps {sampler_steps}: give 1..16")
+            net.sampler_steps = sampler_steps
         return cls(net, schema, start, meta.get("preset"), meta.get("training"), device)
 
     def to_json(self) -> dict:
@@ -166,14 +183,14 @@ class World:
         return self.memory
 
     def draw_noise(self) -> list[torch.Tensor]:
-        """One (1, 1, h_i, w_i) U(0, 1) map per memory level, from this world's generator."""
-        return engine.draw_noise(self.generator, self.layout.sizes(self.height, self.width), 1, self.device)
+        """The network's U(0, 1) noise inputs (NetConfig.noise_shapes), batch 1, from this world's generator."""
+        return engine.draw_noise(self.generator, self.config.noise_shapes(), 1, self.device)
 
     @torch.inference_mode()
     def step(self, controls, noise=None) -> np.ndarray:
         """One frame: controls (C,) raw -> (H, W, 3) uint8; the frame is pushed into memory.
         Controls are kept within the ranges seen in training (ControlSchema.clip), as the page does.
-        noise: one (1, 1, h_i, w_i) array per memory level, or None to draw it from the generator."""
+        noise: one array per NetConfig.noise_shapes (batch 1), or None to draw them from the generator."""
         t0 = time.perf_counter()
         c = np.asarray(controls, np.float32).reshape(1, -1)
         if c.shape[1] != self.schema.dim:

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
@@ -26,6 +27,12 @@ from neuralworld.geometry import CONVENTION, make_pose, matrix_to_quat, quat_to_
 FORMAT = "neuralworld-capture"
 VERSION = 1
 _NPY_HEADER_BYTES = 128  # fixed so the header can be rewritten once the frame count is known
+RESERVED_COLUMNS = ("t", "valid")  # frames.csv's own columns, beside the motion's
+# Pose entries (metres) and action values beyond this are refused: no camera moves 1e9 m, the
+# controls are float32 in training (their statistics square them), and a log that holds such a
+# value (1e308, a stray epoch time) is broken rather than meant.
+MAX_ABS_VALUE = 1e9
+MAX_ABS_TIME_S = 1e12  # 31,700 years: any clock's seconds since its epoch, not 1e308 (nor nanoseconds)
 
 
 def _npy_header(shape: tuple[int, ...]) -> bytes:
@@ -79,7 +86,7 @@ class CaptureWriter:
         columns = {"t": times}
         if poses is not None:
             poses = np.asarray(poses, np.float64)
-            _check_finite(poses, source, "poses")
+            check_values(poses, f"{source}: poses")
             rp = roll_pitch(poses[:, :3, :3])
             q = matrix_to_quat(poses[:, :3, :3])
             for i, name in enumerate(["tx", "ty", "tz"]):
@@ -92,7 +99,8 @@ class CaptureWriter:
         elif actions is not None:
             actions = np.asarray(actions, np.float64).reshape(n, -1)
             names = list(action_names)
-            _check_finite(actions, source, "actions")
+            check_action_names(names, source)
+            check_values(actions, f"{source}: actions", columns=names)
             for i, name in enumerate(names):
                 columns[name] = actions[:, i]
             motion = {"kind": "actions", "source": motion_source, "names": names}
@@ -121,35 +129,82 @@ class CaptureWriter:
         self._file.write(_npy_header((n, self.height, self.width, 3)))
         self._file.close()
         atomic_write_json(self.tmp / "capture.json", meta)
+        self._check_written(times, valid, poses, actions)
         self._finished = True
 
+    def _check_written(self, times, valid, poses, actions) -> None:
+        """Read the capture back as the later steps will, before it is committed: one that does
+        not hold what was given (a bug) fails here instead of misleading `train`."""
+        try:
+            cap = Capture(self.tmp)
+        except UserError as e:
+            raise RuntimeError(f"{self.path}: the capture written does not read back ({e})") from None
+        # frames.csv keeps 10 significant digits; rotations pass through quaternions
+        same = (np.allclose(cap.times, times, rtol=1e-9, atol=0) and (cap.valid == valid).all()
+                and (poses is None or np.allclose(cap.poses, poses, rtol=1e-6, atol=1e-6))
+                and (actions is None or np.allclose(cap.actions, actions, rtol=1e-9, atol=0)))
+        if not same:
+            raise RuntimeError(f"{self.path}: the capture written does not read back as it was given")
+
     def __exit__(self, exc_type, exc, tb):
-        if not self._file.closed:
-            self._file.close()
-        if exc_type is None and not self._finished:
-            exc_type, exc = RuntimeError, RuntimeError("CaptureWriter closed without finish()")
-        if exc_type is None:
-            self._ctx.__exit__(None, None, None)
-        else:
-            self._ctx.__exit__(exc_type, exc, tb)  # removes the temporary folder
-            if exc_type is RuntimeError and tb is None:
-                raise exc
+        if exc is not None:
+            with contextlib.suppress(OSError):  # the error that stopped the writing is the one to tell
+                self._file.close()
+            self._ctx.__exit__(exc_type, exc, tb)  # removes the temporary folder (a full disk: a UserError)
+            return False
+        try:
+            self._file.close()  # flushes, so a full disk can show here
+            if not self._finished:
+                raise RuntimeError("CaptureWriter closed without finish()")
+        except BaseException as e:
+            self._ctx.__exit__(type(e), e, e.__traceback__)
+            raise
+        self._ctx.__exit__(None, None, None)
         return False
 
 
 def check_times(times: np.ndarray, what: str) -> None:
     if not np.all(np.isfinite(times)):
         raise UserError(f"{what}: timestamps contain NaN or infinite values")
+    far = np.flatnonzero(np.abs(times) > MAX_ABS_TIME_S)
+    if len(far):
+        raise UserError(f"{what}: timestamp {times[far[0]]:g} (row {far[0]}) is not within +-{MAX_ABS_TIME_S:g} s "
+                        "(are these seconds?)")
     bad = np.flatnonzero(np.diff(times) <= 0)
     if len(bad):
         raise UserError(f"{what}: timestamps are not increasing (at row {bad[0] + 1}: "
                         f"{times[bad[0]]:.6f} then {times[bad[0] + 1]:.6f})")
 
 
-def _check_finite(values: np.ndarray, source: str, what: str) -> None:
-    bad = ~np.isfinite(values.reshape(len(values), -1)).all(axis=1)
+def check_values(values: np.ndarray, what: str, rows=None, columns=None) -> None:
+    """Refuse NaN, infinities and values beyond +-MAX_ABS_VALUE in `values` (N, K...): a UserError
+    naming `what` and the first bad value's row (`rows[i]`, a line number, when given; else row
+    i) and column (`columns[j]`, when given)."""
+    v = np.asarray(values, np.float64).reshape(len(values), -1)
+    with np.errstate(invalid="ignore"):
+        bad = ~(np.abs(v) <= MAX_ABS_VALUE)  # NaN compares False
     if bad.any():
-        raise UserError(f"{source}: {what} contain NaN or infinite values (first at row {np.flatnonzero(bad)[0]})")
+        i, j = np.argwhere(bad)[0]
+        where = (f"row {i}" if rows is None else f"line {rows[i]}") + (f", column {columns[j]!r}" if columns else "")
+        raise UserError(f"{what}, {where}: {v[i, j]:g} is not a number within +-{MAX_ABS_VALUE:g} "
+                        "(fix the log, or leave that column out)")
+
+
+def check_action_names(names: list[str], what: str) -> None:
+    """Action names become columns of frames.csv: refuse names it cannot hold as they are (empty,
+    with a comma, a quote or a line break), its own columns (t, valid) and repeated names."""
+    seen = {}
+    for name in names:
+        if not name.strip() or name != name.strip() or not name.isprintable() or any(c in name for c in ',"'):
+            raise UserError(f"{what}: column name {name!r} cannot be stored in a capture (rename it: "
+                            "no commas, quotes, line breaks or surrounding spaces)")
+        key = name.lower()
+        if key in RESERVED_COLUMNS:
+            raise UserError(f"{what}: a value column named {name!r} would clash with the capture's own "
+                            f"{key!r} column (rename it)")
+        if key in seen:
+            raise UserError(f"{what}: two columns named {seen[key]!r} and {name!r} (rename or remove one)")
+        seen[key] = name
 
 
 def _write_table(path: Path, columns: dict[str, np.ndarray]) -> None:

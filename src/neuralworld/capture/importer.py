@@ -42,7 +42,7 @@ from neuralworld.capture.sfm import AUTO_SFM_MIN_VALID, DEFAULT_BUDGET_S
 from neuralworld.capture.video import Source, crop_box, iter_frames, open_source, transform_intrinsics, working_size
 from neuralworld.argtypes import size_type
 from neuralworld.errors import UserError
-from neuralworld.fileio import check_new_output
+from neuralworld.fileio import check_new_output, disk_full_is_user_error
 
 MOTION_FORMATS = ("auto",) + FILE_FORMATS + RECORDING_FORMATS + ("none", "telemetry", "vo", "sfm", "phone-sensors")
 FROM_VIDEO = ("none", "telemetry", "vo", "sfm")  # motion formats that read no file
@@ -210,7 +210,8 @@ def _import(src: Source, log, out: Path, motion, motion_format, times, size, fps
     if progress is None:
         progress = sys.stderr.isatty()
     out.absolute().parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{out.name}.", suffix=".decode", dir=out.absolute().parent) as tmp:
+    with disk_full_is_user_error(out), \
+            tempfile.TemporaryDirectory(prefix=f".{out.name}.", suffix=".decode", dir=out.absolute().parent) as tmp:
         frames, decoded = _decode(src, width, height, Path(tmp) / "frames.u8", progress)
         frame_times, time_source = _frame_times(src, decoded, times, fps)
         check_times(frame_times, str(times or src.path))

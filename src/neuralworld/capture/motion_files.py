@@ -14,7 +14,11 @@ Formats (`auto` tells them apart by content):
             --pose-axes opencv for OpenCV camera axes in a z-up world.
   actions   A CSV with a header: a time column (or a frame column) and named numeric columns
             (e.g. `steering,throttle`); those become the controls. Columns whose first value is
-            not a number are left out (with a note).
+            not a number are left out (with a note). The names become the capture's columns, so
+            each must be unique (case aside), not `t` or `valid`, and free of commas and quotes.
+
+Every value of a pose or action must be a number within +-1e9 and every time within +-1e12 s
+(format.MAX_ABS_VALUE, MAX_ABS_TIME_S): a log that holds 1e308 or NaN is refused in one line.
 
 CSV column names (case and punctuation ignored: `Pos.X` = `pos_x`):
   time      t, time, times, timestamp, seconds, sec, secs, time_s, timestamp_s (seconds);
@@ -48,7 +52,7 @@ from pathlib import Path
 
 import numpy as np
 
-from neuralworld.capture.format import check_times
+from neuralworld.capture.format import check_action_names, check_times, check_values
 from neuralworld.errors import UserError
 from neuralworld.geometry import (OPENCV_TO_OPENGL_CAMERA, OPENCV_WORLD_TO_ZUP, YUP_WORLD_TO_ZUP,
                                   change_camera, change_world, interpolate_poses, make_pose,
@@ -221,6 +225,7 @@ def _check_finite(path: Path, values: np.ndarray, line_numbers) -> None:
 
 def _read_kitti(path: Path, lines, times_path) -> MotionLog:
     rows = _numbers(path, lines, 12, "KITTI: a row-major 3x4 pose per line")
+    check_values(rows, str(path), [n for n, _ in lines])
     M = rows.reshape(-1, 3, 4)
     log = MotionLog(path, "kitti", None, poses=make_pose(orthonormal(M[:, :, :3]), M[:, :, 3]))
     times_path = Path(times_path) if times_path else path.with_name("times.txt")
@@ -236,6 +241,7 @@ def _read_kitti(path: Path, lines, times_path) -> MotionLog:
 
 def _read_tum(path: Path, lines) -> MotionLog:
     rows = _numbers(path, lines, 8, "TUM: timestamp tx ty tz qx qy qz qw")
+    check_values(rows[:, 1:], str(path), [n for n, _ in lines], ["tx", "ty", "tz", "qx", "qy", "qz", "qw"])
     return MotionLog(path, "tum", rows[:, 0], poses=make_pose(_quat_rotations(path, rows[:, 4:8]), rows[:, 1:4]))
 
 
@@ -307,8 +313,14 @@ def _read_csv(path: Path, lines: list[tuple[int, str]], motion_format: str) -> M
     for n, r in zip(line_numbers, body):
         if len(r) != len(header):
             raise UserError(f"{path}: line {n} has {len(r)} fields, the header has {len(header)}")
-    time_col = next((i for i, n in enumerate(names) if n in TIME_NAMES), None)
-    frame_col = next((i for i, n in enumerate(names) if n in FRAME_NAMES), None)
+    time_cols = [i for i, n in enumerate(names) if n in TIME_NAMES]
+    frame_cols = [i for i, n in enumerate(names) if n in FRAME_NAMES]
+    for what, cols in (("time", time_cols), ("frame", frame_cols)):
+        if len(cols) > 1:
+            raise UserError(f"{path}: {len(cols)} {what} columns ({', '.join(header[i] for i in cols)}): "
+                            "keep one (remove or rename the others)")
+    time_col = time_cols[0] if time_cols else None
+    frame_col = frame_cols[0] if frame_cols else None
     pose_cols = _pose_columns(names)
     if motion_format == "pose-csv" and pose_cols is None:
         raise UserError(f"{path}: unknown column layout for a pose CSV (header {', '.join(header)}): "
@@ -328,6 +340,8 @@ def _read_csv(path: Path, lines: list[tuple[int, str]], motion_format: str) -> M
     if not numeric or (motion_format == "pose-csv" and len(numeric) < 7):
         raise UserError(f"{path}: unknown column layout (header {', '.join(header)}): no numeric value "
                         "columns besides time and frame")
+    if motion_format == "actions":
+        check_action_names([header[c] for c in numeric], str(path))
     used = numeric + [c for c in (time_col, frame_col) if c is not None]
     data = np.empty((len(body), len(used)))
     for r, row in enumerate(body):
@@ -338,6 +352,7 @@ def _read_csv(path: Path, lines: list[tuple[int, str]], motion_format: str) -> M
             raise UserError(f"{path}: line {line_numbers[r]}, column {header[bad]!r}: {row[bad]!r} "
                             "is not a number") from None
     _check_finite(path, data, line_numbers)
+    check_values(data[:, :len(numeric)], str(path), line_numbers, [header[c] for c in numeric])
     col = {c: data[:, k] for k, c in enumerate(used)}
     if time_col is not None:
         log.times = col[time_col] * TIME_NAMES[names[time_col]]

@@ -164,7 +164,9 @@ def walk(scene, frames: int, fps: float = 30.0, seed: int = 0, limits: WalkLimit
         out[i] = pos[0], pos[1], cam_yaw, pitch
 
     # the hand: small smooth shake of position and angles; the steps: a bob while walking
-    moving = np.linalg.norm(np.gradient(out[:, :2], dt, axis=0), axis=1) / limits.speed  # ~0..1
+    # ~0..1; a walk of one frame stands still (a gradient needs two)
+    moving = np.linalg.norm(np.gradient(out[:, :2], dt, axis=0), axis=1) / limits.speed if frames > 1 \
+        else np.zeros(frames)
     shake_freqs = [0.7, 1.3, 2.1, 3.4]
     x = out[:, 0] + _smooth_noise(rng, t, shake_freqs, 0.004)
     y = out[:, 1] + _smooth_noise(rng, t, shake_freqs, 0.004)

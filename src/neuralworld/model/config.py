@@ -68,6 +68,10 @@ class NetConfig:
     decoder_blocks: tuple[int, ...] = (1, 1, 2, 2)  # residual blocks per scale on the way up (decoder-heavy; flat8: their sum)
     channel_mult: float = 1.0  # multiplies every channel count (the "bigger network" rung of the ladder)
     residual: bool = True  # predict a change to the newest memory frame instead of a whole frame
+    noise_level_input: bool = False  # the network is told how noisy its memory is (training's memory_noise; GameNGen)
+    play_noise_level: float = 0.0  # the level it is told at play, where memory is not noised
+    objective: str = "regression"  # "regression": one prediction per frame; "flow": sampled by flow matching
+    sampler_steps: int = 2  # flow: Euler steps per frame at play (1..4; `--sampler-steps` changes it at play)
 
     def __post_init__(self):
         _check_types(self)
@@ -80,6 +84,9 @@ class NetConfig:
             raise UserError(f"control_mode {self.control_mode!r}: expected '6dof' or '2d'")
         if self.network not in ("unet", "flat8"):
             raise UserError(f"network {self.network!r}: expected 'unet' or 'flat8'")
+        if self.objective not in ("regression", "flow") or not 1 <= self.sampler_steps <= 16:
+            raise UserError(f"objective {self.objective!r}, sampler_steps {self.sampler_steps}: expected "
+                            "'regression' or 'flow', and 1..16 steps")
         if self.network == "unet":
             n = len(self.memory_frames)
             for name in ("channels", "encoder_blocks", "decoder_blocks"):
@@ -93,6 +100,12 @@ class NetConfig:
     @property
     def layout(self) -> MemoryLayout:
         return MemoryLayout(self.memory_frames, self.memory_factor)
+
+    def noise_shapes(self) -> list[tuple[int, int, int]]:
+        """(channels, h, w) of each U(0, 1) noise input: one map per memory level, and for flow
+        worlds the uniforms the sampler turns into its starting Gaussian noise (4 at full size)."""
+        shapes = [(1, h, w) for h, w in self.layout.sizes(self.height, self.width)]
+        return shapes + ([(4, self.height, self.width)] if self.objective == "flow" else [])
 
     def scaled_channels(self) -> list[int]:
         """Channel counts after channel_mult, rounded to multiples of 8 (what browser backends like)."""
@@ -126,8 +139,13 @@ class TrainRecipe:
     memory_black: float = 0.01  # probability that a memory frame is replaced by black
     brightness_jitter: float = 0.1  # whole-window brightness gain drawn from 1 +- this (0: no augmentation)
     frame_skip: bool = False  # pose captures: also train on every 2nd.. k-th frame, up to the player's 1/15 s step (data.py)
+    unroll_grad: bool = False  # gradients flow through the generated frames of the unroll (straight-through 8-bit)
+    still_fraction: float = 0.0  # pose captures: share of windows in which the player stops and stands still (data.py)
     l1_weight: float = 1.0  # weight of the per-pixel L1 loss
+    gradient_weight: float = 0.0  # weight of the gradient difference loss (sharp edges; regression)
     adversarial_weight: float = 0.05  # weight of the adversarial loss (0: L1 only, no discriminator)
+    adversarial_start: int = 0  # optimizer steps of L1 alone before the critic and its loss join
+    r1_weight: float = 0.0  # R1 penalty on the critic's gradient at real frames (Mescheder et al. 2018)
     disc_channels: int = 32  # channels of the discriminator's first layer (doubled per layer)
     disc_lr: float = 3e-4  # discriminator AdamW learning rate
 
@@ -173,6 +191,13 @@ class Preset:
 
     def with_size(self, height: int, width: int) -> "Preset":
         return dataclasses.replace(self, net=self.net.with_size(height, width))
+
+    def with_fields(self, name: str | None = None, **fields) -> "Preset":
+        """The preset with fields of either part changed (by name)."""
+        net = {k: v for k, v in fields.items() if k in {f.name for f in dataclasses.fields(NetConfig)}}
+        recipe = {k: v for k, v in fields.items() if k not in net}
+        return dataclasses.replace(self, name=name or self.name, net=dataclasses.replace(self.net, **net),
+                                   recipe=dataclasses.replace(self.recipe, **recipe))
 
 
 PRESETS: dict[str, Preset] = {

@@ -59,12 +59,20 @@ def quantize8(x: torch.Tensor) -> torch.Tensor:
     return torch.round(x.clamp(0.0, 1.0) * 255.0) / 255.0
 
 
-def pool_levels(frame: torch.Tensor, layout: MemoryLayout) -> list[torch.Tensor]:
+def quantize8_straight_through(x: torch.Tensor) -> torch.Tensor:
+    """quantize8's values with the gradient of the identity (Bengio et al., "Estimating or
+    Propagating Gradients Through Stochastic Neurons", 2013): training can pass gradients
+    through frames rounded into memory."""
+    return x + (quantize8(x) - x).detach()
+
+
+def pool_levels(frame: torch.Tensor, layout: MemoryLayout, straight_through: bool = False) -> list[torch.Tensor]:
     """(B, 3, H, W) in [0,1] -> one (B, 3, H/s, W/s) quantized image per level."""
+    q = quantize8_straight_through if straight_through else quantize8
     out = []
     for i in range(len(layout.frames)):
         s = layout.scale(i)
-        out.append(quantize8(F.avg_pool2d(frame, s) if s > 1 else frame))
+        out.append(q(F.avg_pool2d(frame, s) if s > 1 else frame))
     return out
 
 
@@ -75,9 +83,11 @@ def empty_memory(layout: MemoryLayout, batch: int, height: int, width: int,
             for n, (h, w) in zip(layout.frames, layout.sizes(height, width))]
 
 
-def push(memory: list[torch.Tensor], frame: torch.Tensor, layout: MemoryLayout) -> list[torch.Tensor]:
-    """Shift `frame` (B, 3, H, W) into every level as its newest entry; the oldest drops out."""
-    return [torch.cat([m[:, 3:], p], dim=1) for m, p in zip(memory, pool_levels(frame, layout))]
+def push(memory: list[torch.Tensor], frame: torch.Tensor, layout: MemoryLayout,
+         straight_through: bool = False) -> list[torch.Tensor]:
+    """Shift `frame` (B, 3, H, W) into every level as its newest entry; the oldest drops out.
+    straight_through: keep the frame's gradient through the 8-bit rounding (training)."""
+    return [torch.cat([m[:, 3:], p], dim=1) for m, p in zip(memory, pool_levels(frame, layout, straight_through))]
 
 
 def to_bytes(levels: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -104,15 +114,18 @@ def newest_frame(memory: list[torch.Tensor]) -> torch.Tensor:
 
 def memory_from_frames(frames: torch.Tensor, layout: MemoryLayout) -> list[torch.Tensor]:
     """Memory after seeing `frames` (B, T, 3, H, W), oldest first: the same as pushing them one
-    by one into empty memory, computed at once (used to start rollouts and training windows)."""
+    by one into empty memory, computed at once (used to start rollouts and training windows).
+    Each level pools only the frames it holds (the newest n_i)."""
     b, t, _, h, w = frames.shape
-    flat = frames.reshape(b * t, 3, h, w)
     out = []
-    for n, level in zip(layout.frames, pool_levels(flat, layout)):
-        level = level.reshape(b, t, 3, *level.shape[-2:])
-        if t >= n:
-            level = level[:, t - n:]
-        else:
-            level = torch.cat([level.new_zeros(b, n - t, *level.shape[2:]), level], dim=1)
+    for i, n in enumerate(layout.frames):
+        recent = frames[:, max(0, t - n):]  # (B, k, 3, H, W), k = min(t, n)
+        k = recent.shape[1]
+        s = layout.scale(i)
+        flat = recent.reshape(b * k, 3, h, w)
+        level = quantize8(F.avg_pool2d(flat, s) if s > 1 else flat)
+        level = level.reshape(b, k, 3, *level.shape[-2:])
+        if k < n:
+            level = torch.cat([level.new_zeros(b, n - k, *level.shape[2:]), level], dim=1)
         out.append(level.reshape(b, 3 * n, *level.shape[-2:]))
     return out

@@ -17,6 +17,8 @@ to compute a 15-channel convolution wrongly, and a 16-channel one right).
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -24,6 +26,8 @@ import torch.nn.functional as F
 from neuralworld.controls import ControlSchema
 from neuralworld.engine import draw_noise
 from neuralworld.model.config import NetConfig
+
+NOISE_LEVEL_SCALE = 10.0  # the memory's noise level (std in 0..1 units) enters the control MLP times this
 
 # Leaky, not plain ReLU: the network starts as copy-the-last-frame and L1 pulls its change
 # toward zero, which plain ReLUs reach by going negative everywhere before the output layer,
@@ -85,13 +89,14 @@ class UNetBody(nn.Module):
     convolution + pixel shuffle (Shi et al., "Real-Time Single Image and Video Super-Resolution
     Using an Efficient Sub-Pixel CNN", CVPR 2016); skips are added, not concatenated."""
 
-    def __init__(self, config: NetConfig, cond_dim: int):
+    def __init__(self, config: NetConfig, cond_dim: int, extra: int = 0):
+        """extra: channels joining the full-size level besides its memory and noise map."""
         super().__init__()
         levels = len(config.memory_frames)
         ch = config.scaled_channels()[:levels]
         f = config.memory_factor
-        self.stems = nn.ModuleList(nn.Conv2d(padded(3 * n + 1), c, 3, padding=1)
-                                   for n, c in zip(config.memory_frames, ch))
+        self.stems = nn.ModuleList(nn.Conv2d(padded(3 * n + 1 + (extra if i == 0 else 0)), c, 3, padding=1)
+                                   for i, (n, c) in enumerate(zip(config.memory_frames, ch)))
         self.downs = nn.ModuleList(nn.Conv2d(ch[i], ch[i + 1], f, stride=f) for i in range(levels - 1))
         self.ups = nn.ModuleList(nn.Sequential(nn.Conv2d(ch[i + 1], ch[i] * f * f, 1), nn.PixelShuffle(f))
                                  for i in range(levels - 1))
@@ -124,10 +129,10 @@ class Flat8Body(nn.Module):
     """The earlier recipe's body: the newest memory level (full size) and its noise map go down
     8x in one strided convolution, a flat stack of blocks works at 1/8 size, pixel shuffle up."""
 
-    def __init__(self, config: NetConfig, cond_dim: int):
+    def __init__(self, config: NetConfig, cond_dim: int, extra: int = 0):
         super().__init__()
         c = config.scaled_channels()[0]
-        self.down = nn.Conv2d(padded(3 * config.memory_frames[0] + 1), c, 8, stride=8)
+        self.down = nn.Conv2d(padded(3 * config.memory_frames[0] + 1 + extra), c, 8, stride=8)
         self.blocks = nn.ModuleList(FiLMBlock(c, cond_dim) for _ in range(sum(config.decoder_blocks)))
         self.up = nn.Sequential(nn.Conv2d(c, 3 * 64, 3, padding=1), nn.PixelShuffle(8))
 
@@ -139,21 +144,32 @@ class Flat8Body(nn.Module):
 
 
 class WorldNet(nn.Module):
-    """forward(controls (B, C) raw, memory [L x (B, 3 n_i, h_i, w_i)], noise [L x (B, 1, h_i, w_i)])
+    """forward(controls (B, C) raw, memory [L x (B, 3 n_i, h_i, w_i)], noise [NetConfig.noise_shapes])
     -> (B, 3, H, W) in [0, 1]. Controls are normalised inside, by the buffers control_mean and
-    control_scale (the schema's, saved with the weights), so every caller passes raw vectors."""
+    control_scale (the schema's, saved with the weights), so every caller passes raw vectors.
+
+    objective "regression": one prediction of the next frame (predict). objective "flow": the
+    next frame is sampled (sample): starting from Gaussian noise, `sampler_steps` Euler steps of
+    rectified flow (Liu et al., "Flow Straight and Fast", ICLR 2023; Lipman et al., "Flow
+    Matching for Generative Modeling", ICLR 2023), the network predicting the clean frame from
+    the noisy one x_t = (1 - t) x0 + t eps and t (x-prediction, as in Li & He, "Back to Basics:
+    Let Denoising Generative Models Denoise", 2025), still as a change to the newest frame."""
 
     def __init__(self, config: NetConfig, schema: ControlSchema):
         super().__init__()
         self.config = config
+        self.flow = config.objective == "flow"
+        self.sampler_steps = config.sampler_steps  # flow: may be changed at play
         self.register_buffer("control_mean", torch.tensor(schema.mean, dtype=torch.float32))
         self.register_buffer("control_scale", torch.tensor(schema.scale, dtype=torch.float32))
         index = schema.network_index(config.control_mode)
         self.register_buffer("control_index", torch.tensor(index), persistent=False)
         e = config.control_embed
-        self.control_mlp = nn.Sequential(nn.Linear(len(index), e), nn.LeakyReLU(NEGATIVE_SLOPE),
+        inputs = len(index) + (1 if config.noise_level_input else 0) + (1 if self.flow else 0)
+        self.control_mlp = nn.Sequential(nn.Linear(inputs, e), nn.LeakyReLU(NEGATIVE_SLOPE),
                                          nn.Linear(e, e), nn.LeakyReLU(NEGATIVE_SLOPE))
-        self.body = UNetBody(config, e) if config.network == "unet" else Flat8Body(config, e)
+        extra = 3 if self.flow else 0  # flow: the noisy frame x_t joins at full size
+        self.body = UNetBody(config, e, extra) if config.network == "unet" else Flat8Body(config, e, extra)
         if config.residual:  # start as copy-the-last-frame
             last = self.body.out if config.network == "unet" else self.body.up[0]
             nn.init.zeros_(last.weight)
@@ -163,10 +179,28 @@ class WorldNet(nn.Module):
         """(B, C) raw -> (B, C) normalised by the schema's mean and scale."""
         return (controls - self.control_mean) / self.control_scale
 
-    def forward(self, controls: torch.Tensor, memory: list[torch.Tensor], noise: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, controls: torch.Tensor, memory: list[torch.Tensor], noise: list[torch.Tensor],
+                noise_level: torch.Tensor | None = None) -> torch.Tensor:
+        """noise_level (B,): the std of the noise training put on the memory frames (networks with
+        noise_level_input; None: config.play_noise_level, as at play)."""
+        if self.flow:
+            return self.sample(controls, memory, noise, noise_level)
+        return self.predict(controls, memory, noise, noise_level)
+
+    def predict(self, controls, memory, noise, noise_level=None, x_t=None, t=None) -> torch.Tensor:
+        """The next frame (B, 3, H, W) in [0, 1]; for flow, the clean frame from x_t (B, 3, H, W)
+        at t (B,). noise: the memory levels' maps (the first L of the noise inputs)."""
         c = torch.index_select(self.normalise_controls(controls), 1, self.control_index)  # (B, C') the controls this recipe sees
+        if self.config.noise_level_input:
+            if noise_level is None:
+                noise_level = torch.full((c.shape[0],), self.config.play_noise_level, device=c.device)
+            c = torch.cat([c, NOISE_LEVEL_SCALE * noise_level[:, None].to(c.dtype)], 1)  # (B, C' + 1)
+        maps = list(noise[:len(memory)])
+        if self.flow:
+            c = torch.cat([c, t[:, None].to(c.dtype)], 1)
+            maps[0] = torch.cat([maps[0], x_t], 1)  # (B, 1 + 3, H, W)
         cond = self.control_mlp(c)  # (B, E)
-        out = self.body(memory, noise, cond)  # (B, 3, H, W)
+        out = self.body(memory, maps, cond)  # (B, 3, H, W)
         if not self.config.residual:
             return torch.sigmoid(out)
         out = memory[0][:, -3:] + out  # a change to the newest frame in memory
@@ -174,13 +208,33 @@ class WorldNet(nn.Module):
             return out + (out.clamp(0.0, 1.0) - out).detach()
         return out.clamp(0.0, 1.0)
 
+    def sample(self, controls, memory, noise, noise_level=None, steps: int | None = None) -> torch.Tensor:
+        """Flow: the next frame by `steps` Euler steps from t = 1 to 0, from the Gaussian noise
+        made from the last noise input (gaussian_from_uniform)."""
+        steps = steps or self.sampler_steps
+        x = gaussian_from_uniform(noise[-1])  # (B, 3, H, W) at t = 1
+        batch = x.shape[0]
+        for k in range(steps):
+            t, t_next = 1.0 - k / steps, 1.0 - (k + 1) / steps
+            x0 = 2 * self.predict(controls, memory, noise, noise_level, x, torch.full((batch,), t, device=x.device)) - 1
+            x = x + (t_next - t) * (x - x0) / t  # Euler on the velocity (x_t - x0) / t; at t_next = 0, x = x0
+        return ((x + 1) / 2).clamp(0.0, 1.0)
+
+
+def gaussian_from_uniform(u: torch.Tensor) -> torch.Tensor:
+    """(B, 4, H, W) U(0, 1) -> (B, 3, H, W) N(0, 1) by the Box-Muller transform (Box & Muller,
+    1958), in ops every runtime has, so the browser's uniform noise starts the sampler."""
+    r = torch.sqrt(-2.0 * torch.log(u[:, :2].clamp_min(1e-7)))  # (B, 2, H, W)
+    angle = 2 * math.pi * u[:, 2:]
+    return torch.cat([r * torch.cos(angle), r * torch.sin(angle)], 1)[:, :3]
+
 
 def example_inputs(config: NetConfig, control_dim: int, batch: int = 1, device=None):
     """Zero controls, random memory and noise of the right shapes (for stats, export and tests)."""
     sizes = config.layout.sizes(config.height, config.width)
     controls = torch.zeros(batch, control_dim, device=device)
     memory = [torch.rand(batch, 3 * n, h, w, device=device) for n, (h, w) in zip(config.memory_frames, sizes)]
-    return controls, memory, draw_noise(None, sizes, batch, device)
+    return controls, memory, draw_noise(None, config.noise_shapes(), batch, device)
 
 
 def model_stats(config: NetConfig, schema: ControlSchema | None = None) -> dict:

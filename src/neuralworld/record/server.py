@@ -29,7 +29,8 @@ the `nw_token` cookie set with the page; 403 otherwise; JSON answers):
                                         and resends from "received"), then "queued", "importing",
                                         "imported" (+ "capture", "frames", "train") or "failed"
                                         (+ "error")
-  PUT    /api/recordings/ID/motion      body = the motion log (JSON; counts toward the cap)
+  PUT    /api/recordings/ID/motion      body = the motion log (a JSON object; counts toward the
+                                        cap: past it, 413 and the recording is deleted)
   POST   /api/recordings/ID/complete    body {"video_bytes": total}: when the stored size
                                         matches, the partial becomes FOLDER/raw/ID/ (video +
                                         motion.json + recording.json) and is queued for import
@@ -55,21 +56,27 @@ import shlex
 import ssl
 import sys
 import threading
+import time
 import traceback
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from importlib import resources
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from neuralworld.errors import UserError
+from neuralworld.argtypes import port_type
+from neuralworld.errors import DISK_FULL, UserError, os_error_line
 from neuralworld.fileio import atomic_write_bytes
-from neuralworld.record.store import PARTIAL_MAX_AGE_S, OffsetMismatch, RecordingStore, TooLarge
+from neuralworld.record.store import PARTIAL_MAX_AGE_S, READ_BLOCK, OffsetMismatch, RecordingStore, TooLarge
+from neuralworld.serving import Server
 
 DEFAULT_PORT = 8765
 DEFAULT_MAX_MB = 2048
 CHUNK_BYTES = 1 << 20  # the page sends at most this much per request (a dropped request costs little)
 JSON_BODY_MAX = 64 * 1024  # create / complete bodies
-DRAIN_MAX = 8 << 20  # a refused body up to this size is read off the socket so the client sees the answer
+# After a refusal, what is left of the request body is read off and thrown away, up to this much
+# and this long, so that a client still sending sees the answer rather than a reset connection.
+LINGER_BYTES = 8 << 20
+LINGER_S = 2.0
 PAGE_FILES = {"/": ("index.html", "text/html; charset=utf-8"),
               "/index.html": ("index.html", "text/html; charset=utf-8"),
               "/record.js": ("record.js", "text/javascript; charset=utf-8"),
@@ -82,7 +89,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", type=Path, default=Path("recordings"),
                         help="folder for the recordings: raw/<id>/ keeps each uploaded video and motion "
                              "log, <id>/ is its capture (made if missing; existing recordings are kept)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port to serve on (0: any free port)")
+    parser.add_argument("--port", type=port_type, default=DEFAULT_PORT, help="TCP port to serve on (0: any free port)")
     parser.add_argument("--lan", action="store_true",
                         help="serve HTTPS on the local network so that a phone can open the page (a "
                              "self-signed certificate is made on first use: accept the browser's warning "
@@ -168,7 +175,6 @@ class ImportQueue:
 class RecordHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: chunk uploads reuse one connection
     server_version = "neuralworld-record"
-    timeout = 60  # a client gone mid-request frees its thread (and the recording's lock)
 
     @property
     def app(self) -> "RecordServer":
@@ -197,21 +203,28 @@ class RecordHandler(BaseHTTPRequestHandler):
         self._send(status, json.dumps(obj).encode(), "application/json")
 
     def _refuse(self, status: int, message: str, **extra) -> None:
-        """An error answer for a request whose body was not read."""
-        self._drain()
-        self._json(status, {"error": message, **extra})
-
-    def _drain(self) -> None:
-        """Skip an unread request body: read off the socket when small (the client then sees the
-        answer), else the connection is closed after the answer."""
-        length = self._length()
-        if length and length <= DRAIN_MAX:
-            try:
-                self.rfile.read(length)
-            except OSError:
-                self.close_connection = True
-        elif length:
+        """An error answer, sent at once; the rest of the request body is not read (`_linger`)."""
+        if self._unread:
             self.close_connection = True
+        self._json(status, {"error": message, **extra})
+        self._linger()
+
+    def _linger(self) -> None:
+        """Read off and throw away what is left of the body, in small blocks, up to LINGER_BYTES
+        and LINGER_S: closing a socket that still holds unread bytes resets the connection, and
+        the client, still sending, would never see the answer."""
+        deadline = time.monotonic() + LINGER_S
+        budget = LINGER_BYTES
+        try:
+            while self._unread and budget > 0 and (left := deadline - time.monotonic()) > 0:
+                self.connection.settimeout(left)
+                block = self.rfile.read1(min(self._unread, budget, READ_BLOCK))
+                if not block:
+                    break
+                self._unread -= len(block)
+                budget -= len(block)
+        except OSError:
+            pass
 
     def _length(self) -> int:
         try:
@@ -219,12 +232,18 @@ class RecordHandler(BaseHTTPRequestHandler):
         except ValueError:
             return 0
 
+    def _read(self, n: int) -> bytes:
+        """Up to `n` bytes of the request body (fewer only at its end, or if the client left)."""
+        data = self.rfile.read(min(n, self._unread))
+        self._unread -= len(data)
+        return data
+
     def _body(self, limit: int) -> bytes | None:
-        length = self._length()
-        if length > limit:
+        """The whole body when it is at most `limit` bytes; else a 413 answer and None."""
+        if self._unread > limit:
             self._refuse(413, f"body over {limit} bytes")
             return None
-        return self.rfile.read(length)
+        return self._read(self._unread)
 
     # --- token --------------------------------------------------------------------------------
     def _token_ok(self, query: dict) -> tuple[bool, bool]:
@@ -247,6 +266,7 @@ class RecordHandler(BaseHTTPRequestHandler):
 
     # --- dispatch -----------------------------------------------------------------------------
     def _handle(self) -> None:
+        self._unread = self._length()  # body bytes not yet read
         url = urlsplit(self.path)
         query = parse_qs(url.query)
         allowed, in_query = self._token_ok(query)
@@ -275,8 +295,9 @@ class RecordHandler(BaseHTTPRequestHandler):
                     self.app.store.discard(rec_id)
                 return self._json(200, {"id": rec_id, "state": "discarded" if uploading else state["state"]})
             if part == "complete" and self.command == "POST" and not uploading:  # a retry whose answer was lost
-                self._drain()
-                return self._json(200, {"id": rec_id, **state})
+                if self._body(JSON_BODY_MAX) is not None:
+                    self._json(200, {"id": rec_id, **state})
+                return
             if not uploading:
                 return self._refuse(409, f"recording is {state['state']}, no longer uploading", **state)
             if part == "video" and self.command == "PUT":
@@ -288,6 +309,12 @@ class RecordHandler(BaseHTTPRequestHandler):
             return self._refuse(405, f"{self.command} not allowed here")
         except FileNotFoundError:  # the partial went away meanwhile (discarded, too large, cleaned)
             return self._refuse(404, "no such recording")
+        except OSError as e:
+            if e.errno not in DISK_FULL:
+                raise
+            self.app.log(f"cannot store an upload: {os_error_line(e, self.app.folder)}")
+            return self._refuse(507, "the recording computer's disk is full (free some space there; the upload "
+                                     "resumes from what was stored)")
 
     do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = _handle
 
@@ -322,9 +349,9 @@ class RecordHandler(BaseHTTPRequestHandler):
             offset = int(query.get("offset", ["x"])[0])
         except ValueError:
             return self._refuse(400, "offset=<bytes already sent> required")
-        length = self._length()
+        length = self._unread
         try:
-            received = self.app.store.append(rec_id, offset, length, self.rfile.read)
+            received = self.app.store.append(rec_id, offset, length, self._read)
         except OffsetMismatch as e:
             return self._refuse(409, "offset does not match the stored size", received=e.received)
         except TooLarge:
@@ -336,15 +363,14 @@ class RecordHandler(BaseHTTPRequestHandler):
         self._json(200, {"received": received})
 
     def _motion(self, rec_id: str) -> None:
-        body = self._body(self.app.store.max_bytes)
-        if body is None:
-            return
         try:
-            self.app.store.put_motion(rec_id, body)
+            self.app.store.put_motion(rec_id, self._unread, self._read)
         except TooLarge:
-            return self._refuse(413, "recording over the size cap; it was deleted")
+            self.app.log(f"recording {rec_id}: over the size cap, deleted")
+            return self._refuse(413, f"recording over the size cap of {self.app.store.max_bytes} bytes; "
+                                     "it was deleted (record a shorter clip or a lower resolution)")
         except ValueError as e:
-            return self._json(400, {"error": f"motion log is not JSON ({e})"})
+            return self._refuse(400, f"motion log refused ({e})")
         self._json(200, {"motion": True})
 
     def _complete(self, rec_id: str) -> None:
@@ -366,9 +392,9 @@ class RecordHandler(BaseHTTPRequestHandler):
         self._json(200, {"id": rec_id, **self.app.state(rec_id)})
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True  # a stuck client never keeps the process alive
+class _Server(Server):
     allow_reuse_address = True
+    connection_timeout = 60.0  # a phone's upload over a weak network may stall a while
 
     def __init__(self, address, app: "RecordServer", ssl_context: ssl.SSLContext | None):
         self.app, self.ssl_context = app, ssl_context
@@ -377,14 +403,13 @@ class _Server(ThreadingHTTPServer):
     def finish_request(self, request, client_address):
         if self.ssl_context is not None:  # the TLS handshake happens in the request's own thread
             try:
-                request.settimeout(RecordHandler.timeout)
                 request = self.ssl_context.wrap_socket(request, server_side=True)
             except (ssl.SSLError, OSError):
                 return  # e.g. a phone refusing the self-signed certificate before it is accepted
         super().finish_request(request, client_address)
 
     def handle_error(self, request, client_address):
-        if not isinstance(sys.exc_info()[1], (ConnectionError, ssl.SSLError, TimeoutError)):
+        if not isinstance(sys.exc_info()[1], ssl.SSLError):
             super().handle_error(request, client_address)
 
 

@@ -25,13 +25,13 @@ import threading
 import time
 from pathlib import Path
 
-from neuralworld.fileio import atomic_write_bytes, atomic_write_json
+from neuralworld.fileio import atomic_write_json
 
 ID_PATTERN = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")
 # container types a browser's MediaRecorder writes -> the extension the server gives the file
 VIDEO_TYPES = {"video/webm": "webm", "video/x-matroska": "mkv", "video/mp4": "mp4", "video/quicktime": "mov"}
 PARTIAL_MAX_AGE_S = 6 * 3600  # a partial untouched this long is abandoned (its page is gone)
-COPY_BLOCK = 1 << 20
+READ_BLOCK = 64 * 1024  # uploads go to disk in blocks of this size: a connection holds no more
 
 
 class TooLarge(Exception):
@@ -44,6 +44,29 @@ class OffsetMismatch(Exception):
     def __init__(self, received: int):
         super().__init__(f"expected offset {received}")
         self.received = received
+
+
+def _copy(read, length: int, f) -> int:
+    """Write `length` bytes from `read(n) -> bytes` to file `f` block by block; returns the bytes
+    written (fewer when the client went away)."""
+    left = length
+    while left > 0:
+        block = read(min(left, READ_BLOCK))
+        if not block:
+            break
+        f.write(block)
+        left -= len(block)
+    return length - left
+
+
+def _json_object_ends(path: Path) -> bool:
+    """Whether the file starts with `{` and ends with `}` (blanks aside): a check that needs no
+    memory, whatever the size."""
+    with open(path, "rb") as f:
+        head = f.read(4096).lstrip()
+        f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
+        tail = f.read().rstrip()
+    return head[:1] == b"{" and tail[-1:] == b"}"
 
 
 def new_recording_id() -> str:
@@ -130,24 +153,30 @@ class RecordingStore:
                 self.discard(rec_id)
                 raise TooLarge()
             with open(video, "ab") as f:
-                left = length
-                while left > 0:
-                    block = read(min(left, COPY_BLOCK))
-                    if not block:
-                        break
-                    f.write(block)
-                    left -= len(block)
+                _copy(read, length, f)
             return video.stat().st_size
 
-    def put_motion(self, rec_id: str, data: bytes) -> None:
-        """Store the motion log (JSON, see capture/sensors.py); counts toward the size cap."""
+    def put_motion(self, rec_id: str, length: int, read) -> None:
+        """Store the motion log (JSON, see capture/sensors.py) of `length` bytes, read through
+        `read(n) -> bytes` straight to disk. It counts toward the size cap (TooLarge, after
+        deleting the whole partial); one that is cut short or not a JSON object is a ValueError
+        (the importer reads it in full later)."""
         with self._lock(rec_id):
             part = self.partial(rec_id)
-            if (part / "video.part").stat().st_size + len(data) > self.max_bytes:
+            if (part / "video.part").stat().st_size + length > self.max_bytes:
                 self.discard(rec_id)
                 raise TooLarge()
-            json.loads(data)  # ValueError for a body that is not JSON
-            atomic_write_bytes(part / "motion.json", data)
+            tmp = part / "motion.json.part"
+            try:
+                with open(tmp, "wb") as f:
+                    stored = _copy(read, length, f)
+                if stored < length:
+                    raise ValueError(f"cut short: {stored} of {length} bytes")
+                if not _json_object_ends(tmp):
+                    raise ValueError("not a JSON object")
+                os.replace(tmp, part / "motion.json")
+            finally:
+                tmp.unlink(missing_ok=True)
 
     def complete(self, rec_id: str, video_bytes: int) -> Path:
         """Make the partial a finished raw recording if the announced size is what arrived."""

@@ -10,8 +10,8 @@
 //
 // This module runs in a Web Worker (worker.js) that draws on an OffscreenCanvas, so that the
 // page's own work never holds a frame back; ?worker=0 runs it in the page. One inference is in
-// flight at a time; world time advances by the time step the world was trained on that fits the
-// real time passed (timeStep), never faster than its smallest step.
+// flight at a time; world time follows real time in the time steps the world was trained on
+// (timeStep), never faster than its smallest step.
 
 import { makeDriver } from './controls.js';
 
@@ -94,6 +94,11 @@ export function seeded(seed) {
   };
 }
 
+// the network's noise inputs as (channels, h, w); exports without "noise": one map per level
+function noiseShapes(meta) {
+  return meta.noise || meta.memory.sizes.map(([h, w]) => [1, h, w]);
+}
+
 const BYTE_VALUES = Float32Array.from({ length: 256 }, (_, k) => k / 255); // = quantize8's k / 255 in float32
 
 function toValues(bytes) {
@@ -130,9 +135,12 @@ export class World {
     this.inside = session.outputNames.includes('new_memory_0'); // the memory update inside the model
     this.controls = new Float32Array(meta.controls.names.length);
     this.feeds = { controls: new ort.Tensor('float32', this.controls, [1, this.controls.length]) };
-    this.noise = meta.memory.sizes.map(([h, w], i) => {
-      const a = new Float32Array(h * w);
-      this.feeds[`noise_${i}`] = new ort.Tensor('float32', a, [1, 1, h, w]);
+    // the U(0, 1) noise inputs: world.json "noise" lists their (channels, h, w) in input order
+    // (NetConfig.noise_shapes: one map per memory level, and a flow world's noise_x)
+    const names = meta.inputs.filter((name) => name.startsWith('noise_'));
+    this.noise = noiseShapes(meta).map(([c, h, w], i) => {
+      const a = new Float32Array(c * h * w);
+      this.feeds[names[i]] = new ort.Tensor('float32', a, [1, c, h, w]);
       return a;
     });
     this.dims = meta.memory.sizes.map(([h, w], i) => [1, 3 * meta.memory.frames[i], h, w]);
@@ -182,7 +190,7 @@ export class World {
   }
 
   // One step of the world, as engine.step in Python: controls (C numbers), noise (one array per
-  // level, or null to draw U(0, 1)) -> the frame as RGBA bytes, drawn; the memory moves on.
+  // noise input, or null to draw U(0, 1) in input order) -> the frame as RGBA bytes, drawn; the memory moves on.
   async step(controls, noise) {
     const { meta, feeds } = this;
     const t0 = performance.now();
@@ -258,14 +266,15 @@ export class World {
     return r;
   }
 
-  // The step the world is asked for after `elapsed` seconds of real time: the largest time step
-  // it was trained on not above it, the smallest when less time has passed (player.py,
-  // trained_time_step); worlds that list none: min(1/15 s, elapsed) rounded to 1/60 s.
-  timeStep(elapsed) {
+  // The step the world is asked for when its time is `behind` seconds behind real time: the time
+  // step it was trained on nearest to that (the larger on a tie), so world time follows real time
+  // in steps the world knows (player.py, trained_time_step); worlds that list none: min(1/15 s,
+  // behind) rounded to 1/60 s.
+  timeStep(behind) {
     const steps = this.meta.controls.time_steps || [];
-    if (!steps.length) return Math.max(1, Math.round(Math.min(1 / 15, elapsed) * 60)) / 60;
-    const fit = steps.filter((t) => t <= elapsed + 1e-3);
-    return fit.length ? Math.max(...fit) : Math.min(...steps);
+    if (!steps.length) return Math.max(1, Math.round(Math.min(1 / 15, behind) * 60)) / 60;
+    return steps.reduce((best, t) => (Math.abs(t - behind) < Math.abs(best - behind) - 1e-9
+      || (Math.abs(Math.abs(t - behind) - Math.abs(best - behind)) <= 1e-9 && t > best) ? t : best));
   }
 
   // run `fn` after everything queued before it (one inference in flight)
@@ -282,24 +291,27 @@ export class World {
     return this.step(controls, null);
   }
 
-  // The free-running loop: the next step as soon as the last one has finished and the smallest
-  // trained time step has passed since it began (without trained steps: at most 60 a second).
-  // Waits are for the next display frame (requestAnimationFrame, in workers too; else a timer);
-  // between steps the loop lets other tasks in (the page's input and calls), since a run on
-  // WebAssembly finishes within the task that began it.
+  // The free-running loop: the next step as soon as the last one has finished and world time is
+  // at least the smallest trained time step behind real time (without trained steps: at most 60
+  // a second); a long stall is not made up for (world time falls behind by at most the largest
+  // step). Waits are for the next display frame (requestAnimationFrame, in workers too; else a
+  // timer); between steps the loop lets other tasks in (the page's input and calls), since a run
+  // on WebAssembly finishes within the task that began it.
   async play(onError) {
     const steps = this.meta.controls.time_steps || [];
-    const least = (steps.length ? Math.min(...steps) : 1 / 60) * 1000 - 2; // ms, 2 ms early is on time
+    const smallest = steps.length ? Math.min(...steps) : 1 / 60, largest = steps.length ? Math.max(...steps) : 1 / 15;
     const frame = typeof requestAnimationFrame === 'function'
       ? () => new Promise((r) => requestAnimationFrame(r)) : () => new Promise((r) => setTimeout(r, 4));
     const channel = new MessageChannel(); // a task at once: setTimeout(0) waits 4 ms when chained
     const task = () => new Promise((r) => { channel.port1.onmessage = r; channel.port2.postMessage(0); });
     this.lastStep = performance.now();
+    this.behind = 0; // s world time is behind real time, as of lastStep
     for (;;) {
       const now = performance.now(), elapsed = now - this.lastStep;
-      if (this.paused || elapsed < least) {
+      const behind = Math.min(largest, this.behind + elapsed / 1000);
+      if (this.paused || behind < smallest - 0.002) { // 2 ms early is on time
         await frame();
-        if (this.paused) this.lastStep = performance.now();
+        if (this.paused) { this.lastStep = performance.now(); this.behind = 0; }
         continue;
       }
       if (this.frames > 0) {
@@ -307,8 +319,10 @@ export class World {
         if (this.intervals.length > PACING_WINDOW) this.intervals.shift();
       }
       this.lastStep = now;
+      const dt = this.timeStep(behind);
+      this.behind = Math.max(0, behind - dt);
       try {
-        await this.exclusive(() => this.advance(this.timeStep(elapsed / 1000)));
+        await this.exclusive(() => this.advance(dt));
       } catch (e) {
         this.paused = true;
         onError(e);
