@@ -63,6 +63,25 @@ def test_open_rejects_damaged_capture(tmp_path):
         open_capture(tmp_path / "missing")
 
 
+@pytest.mark.parametrize("field, value", [("fps", "abc"), ("frames", 2.5), ("controls", {"kind": "pose6dof", "names": 5}),
+                                          ("motion", "x"), ("motion", {"kind": "walk"}), ("intrinsics", [1, 2])])
+def test_open_names_the_damaged_field_of_capture_json(tmp_path, field, value):
+    _write(tmp_path / "cap")
+    meta = json.loads((tmp_path / "cap/capture.json").read_text())
+    meta[field] = value
+    (tmp_path / "cap/capture.json").write_text(json.dumps(meta))
+    with pytest.raises(UserError, match=f"capture.json: {field} is "):
+        open_capture(tmp_path / "cap")
+
+
+def test_open_names_a_missing_column_of_the_table(tmp_path):
+    _write(tmp_path / "cap")
+    table = tmp_path / "cap/frames.csv"
+    table.write_text(table.read_text().replace("qx", "q_x", 1))
+    with pytest.raises(UserError, match="frames.csv: no column 'qx'"):
+        open_capture(tmp_path / "cap")
+
+
 def _write_actions(path, names, actions):
     with CaptureWriter(path, width=8, height=6) as w:
         for _ in range(len(actions)):

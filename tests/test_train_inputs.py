@@ -111,3 +111,17 @@ def test_a_damaged_world_is_one_line(made, tmp_path, capsys, damage, message):
     assert main(["rollout", str(world), "--from", made["good"], "--frames", "2", "-o", str(tmp_path / "o.mp4")]) == 2
     assert message in one_line(capsys)
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_resume_refuses_options_that_are_not_the_checkpoints(made, tmp_path, capsys):
+    world = shutil.copytree(made["world"], tmp_path / "world")
+    before = (world / "checkpoint.pt").read_bytes()
+    assert main(["train", made["good"], "-o", str(world), "--resume", "--steps", "3", *MICRO,
+                 "--set", "channels=[8,8]", "--seed", "5"]) == 2
+    err = one_line(capsys)
+    assert "channels [8, 16] (given [8, 8])" in err and "seed 0 (given 5)" in err
+    assert (world / "checkpoint.pt").read_bytes() == before
+    # the same options as the checkpoint's, or none of them, resume
+    assert main(["train", made["good"], "-o", str(world), "--resume", "--steps", "3", *MICRO]) == 0
+    assert main(["train", made["good"], "-o", str(world), "--resume", "--steps", "4"]) == 0
+    assert json.loads((world / "world.json").read_text())["training"]["steps"] == 4

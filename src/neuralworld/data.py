@@ -106,8 +106,8 @@ def load_captures(paths, config: NetConfig, unroll: int, val_fraction: float = 0
         n = len(cap)
         split = int(round(n * (1.0 - val_fraction)))
         if split < need or split >= n or split < window:
-            raise UserError(f"{cap.path}: {n} frames is too short for a memory of {window} frames + {unroll} "
-                            f"trained steps and a held-out tenth (needs at least "
+            raise UserError(f"{cap.path}: {n} frame{'s' if n != 1 else ''} is too short for a memory of {window} frames + "
+                            f"{unroll} trained steps and a held-out {val_fraction:g} (needs at least "
                             f"{int(np.ceil(need / (1.0 - val_fraction))) + 1} frames; use a preset or --size "
                             "with a shorter memory, or a longer capture)")
         frames.append(resize_frames(np.asarray(cap.frames), config.height, config.width))

@@ -63,7 +63,8 @@ def run(args) -> int:
     print(f"[2/4] train: preset tiny at {WORLD_SIZE[0]}x{WORLD_SIZE[1]} for {args.minutes:g} minutes -> {world}",
           flush=True)
     resume = (world / CHECKPOINT).is_file()
-    summary = train_world([capture], world, resolve_preset("tiny", size=(WORLD_SIZE[1], WORLD_SIZE[0])),
+    preset = None if resume else resolve_preset("tiny", size=(WORLD_SIZE[1], WORLD_SIZE[0]))  # None: the checkpoint's
+    summary = train_world([capture], world, preset,
                           TrainOptions(minutes=args.minutes, resume=resume, device=args.device, checkpoint_minutes=1.0))
 
     print(f"[3/4] export: ONNX + web player -> {world / 'web'}", flush=True)

@@ -62,8 +62,8 @@ class TrainOptions:
     resume: bool = False  # continue the run in the output folder from its checkpoint
     force: bool = False  # replace an existing output folder (at the new run's first checkpoint)
     device: str = "auto"  # auto, cpu, cuda or mps
-    seed: int = 0  # seed of the initial weights and of every batch
-    val_fraction: float = 0.1  # the last part of each capture, held out for validation
+    seed: int | None = None  # seed of the initial weights and of every batch (None: 0, or the checkpoint's)
+    val_fraction: float | None = None  # the last part of each capture held out for validation (None: 0.1, or the checkpoint's)
     checkpoint_every: int = 0  # checkpoint every this many steps (0: by time)
     checkpoint_minutes: float = 2.0  # else every this many minutes
     compile: bool | None = None  # torch.compile the network (None: on with CUDA)
@@ -84,7 +84,7 @@ class TrainOptions:
             raise UserError(f"--steps {self.steps}: give 1 or more")
         if self.minutes is not None and not self.minutes > 0:
             raise UserError(f"--minutes {self.minutes}: give a time above 0")
-        if not 0.0 < self.val_fraction < 1.0:
+        if self.val_fraction is not None and not 0.0 < self.val_fraction < 1.0:
             raise UserError(f"--val-fraction {self.val_fraction}: must be between 0 and 1 (e.g. 0.1)")
         if self.checkpoint_every < 0 or not self.checkpoint_minutes > 0:
             raise UserError("--checkpoint-every must be 0 or more and --checkpoint-minutes above 0")
@@ -98,9 +98,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("captures", nargs="+", help="capture folders to train on (one size and control kind)")
     parser.add_argument("-o", "--output", required=True, help="world folder to write (also holds the checkpoint, "
                         "metrics.csv and previews/)")
-    parser.add_argument("--preset", default="tiny", choices=list(PRESETS),
-                        help="network and recipe: tiny (CPU, 64x64), forest (the reference, 192x256), "
-                        "baseline2022 (the reference's earlier recipe)")
+    parser.add_argument("--preset", choices=list(PRESETS),
+                        help="network and recipe: tiny (CPU, 64x64; the default), forest (the reference, 192x256), "
+                        "baseline2022 (the reference's earlier recipe); --resume keeps the checkpoint's")
     length = parser.add_mutually_exclusive_group()
     length.add_argument("--minutes", type=float, help="train for this many minutes in all (without --minutes or --steps: 10)")
     length.add_argument("--steps", type=int, help="train for this many optimizer steps in all")
@@ -110,13 +110,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
                         help="where to train; auto takes CUDA, then MPS, then the CPU")
     parser.add_argument("--batch", type=int, help="training windows per step and process (default: the preset's)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the initial weights and of every batch")
+    parser.add_argument("--seed", type=int, help="seed of the initial weights and of every batch (default: 0)")
     parser.add_argument("--size", type=size_type, metavar="WxH", help="frame size WxH instead of the preset's (frames are resized once, at load)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="change one field of the preset's network or recipe (repeatable), e.g. --set "
                         "adversarial_weight=0.05 --set memory_frames=[4,8]; see neuralworld/model/config.py")
-    parser.add_argument("--val-fraction", type=float, default=0.1,
-                        help="the last part of each capture held out for validation, never trained on")
+    parser.add_argument("--val-fraction", type=float,
+                        help="the last part of each capture held out for validation, never trained on (default: 0.1)")
     parser.add_argument("--checkpoint-every", type=int, default=0,
                         help="checkpoint, validate and preview every this many steps (0: by time, see next)")
     parser.add_argument("--checkpoint-minutes", type=float, default=2.0,
@@ -155,7 +155,9 @@ def resolve_preset(name: str, overrides=(), size: tuple[int, int] | None = None,
 
 
 def run(args) -> int:
-    preset = resolve_preset(args.preset, args.set, args.size[::-1] if args.size else None, args.batch)
+    chosen = args.preset is not None or args.set or args.size or args.batch is not None
+    preset = (resolve_preset(args.preset or "tiny", args.set, args.size[::-1] if args.size else None, args.batch)
+              if chosen or not args.resume else None)  # None: --resume with the checkpoint's preset
     options = TrainOptions(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainOptions)
                               if hasattr(args, f.name)})
     train_world(args.captures, args.output, preset, options)
@@ -209,9 +211,10 @@ def replica_hash(net: nn.Module) -> str:
 
 # --- the run ---
 
-def train_world(captures, output, preset: Preset | str = "tiny", options: TrainOptions | None = None) -> dict:
+def train_world(captures, output, preset: Preset | str | None = "tiny", options: TrainOptions | None = None) -> dict:
     """Train a world on captures into the folder `output`; returns the training summary.
-    `preset` is a Preset (see resolve_preset) or a preset's name."""
+    `preset` is a Preset (see resolve_preset) or a preset's name; with `options.resume`, None
+    continues with the checkpoint's, and a given one must be the same."""
     options = options or TrainOptions()
     preset = get_preset(preset) if isinstance(preset, str) else preset
     if options.steps is None and options.minutes is None:
@@ -235,6 +238,21 @@ def train_world(captures, output, preset: Preset | str = "tiny", options: TrainO
             dist.destroy_process_group()
 
 
+def _differences(given: Preset | None, saved: Preset, options: TrainOptions, state: dict) -> list[str]:
+    """What a --resume was given that is not the checkpoint's run: 'field X (given Y)' strings."""
+    out = []
+    if given is not None:
+        if given.name != saved.name:
+            out.append(f"preset {saved.name} (given {given.name})")
+        for mine, theirs in ((given.net.to_json(), saved.net.to_json()),
+                             (given.recipe.to_json(), saved.recipe.to_json())):
+            out += [f"{k} {theirs[k]} (given {mine[k]})" for k in theirs if k in mine and mine[k] != theirs[k]]
+    for name in ("seed", "val_fraction"):
+        if getattr(options, name) is not None and getattr(options, name) != state[name]:
+            out.append(f"{name} {state[name]} (given {getattr(options, name)})")
+    return out
+
+
 class TrainingRun:
     """One run into one output folder: what it trains, where it writes, and its loop."""
 
@@ -245,9 +263,19 @@ class TrainingRun:
         state = None
         if options.resume:
             state = load_checkpoint(output)
-            preset = Preset(state["preset"], NetConfig.from_json(state["config"]),
-                            TrainRecipe.from_json({**state["config"], **state.get("recipe", {}), "batch": state["batch"]}))
-            options = self.options = dataclasses.replace(options, seed=state["seed"], val_fraction=state["val_fraction"])
+            saved = Preset(state["preset"], NetConfig.from_json(state["config"]),
+                           TrainRecipe.from_json({**state["config"], **state.get("recipe", {}), "batch": state["batch"]}))
+            differ = _differences(preset, saved, options, state)
+            if differ:
+                raise UserError(f"{output}: --resume continues the checkpoint's run, which has "
+                                f"{'; '.join(differ)} (leave those options out to resume, or train anew with --force)")
+            preset = saved
+            options = dataclasses.replace(options, seed=state["seed"], val_fraction=state["val_fraction"])
+        elif preset is None:
+            raise UserError(f"{output}: no preset given for a new run")
+        options = self.options = dataclasses.replace(
+            options, seed=0 if options.seed is None else options.seed,
+            val_fraction=0.1 if options.val_fraction is None else options.val_fraction)
         self.preset, self.config, self.recipe = preset, preset.net, preset.recipe
         self.data = load_captures(captures, self.config, self.recipe.unroll, options.val_fraction, device=dev,
                                   frame_skip=self.recipe.frame_skip)
@@ -300,9 +328,11 @@ class TrainingRun:
         targets = (self.val[2][:8].permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
         self.summary.update(steps=self.step, samples=self.samples, elapsed_s=round(self.elapsed(), 1),
                             **{k: round(v, 4) for k, v in result.items()})
+        world_saved = False
         try:
             write_preview(self.folder / "previews" / f"step-{self.step:07d}.png", [targets, pred, real, generated])
             world.save(self.folder)
+            world_saved = True
             save_checkpoint(self.folder, {
                 "format": CHECKPOINT_FORMAT, "version": 1, "step": self.step, "samples": self.samples,
                 "elapsed_s": self.elapsed(), "preset": self.preset.name, "seed": self.options.seed,
@@ -315,8 +345,12 @@ class TrainingRun:
                 self.folder = self.output
                 self.log.path = self.output / "metrics.csv"
         except OSError as e:
-            kept = (f"the world and {CHECKPOINT} keep step {self.last_checkpoint}" if self.last_checkpoint is not None
-                    else "nothing was kept")
+            if self.last_checkpoint is None:
+                kept = "nothing was kept"
+            elif world_saved:  # the world is written whole (atomic files) before the checkpoint
+                kept = f"the world has step {self.step}, {CHECKPOINT} keeps step {self.last_checkpoint}"
+            else:
+                kept = f"the world and {CHECKPOINT} keep step {self.last_checkpoint}"
             raise UserError(f"{self.output}: cannot write the checkpoint ({e.strerror or e}); {kept} "
                             "(free some space and run again, with --resume once a checkpoint exists)") from None
         self.last_checkpoint = self.step

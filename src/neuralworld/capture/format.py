@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import json
+import math
 import os
 from pathlib import Path
 
@@ -225,11 +227,12 @@ class Capture:
         if not self.path.is_dir():
             raise UserError(f"{self.path}: no such capture folder")
         self.meta = read_json(self.path / "capture.json", "capture.json (is this a capture folder?)")
-        if self.meta.get("format") != FORMAT:
+        if not isinstance(self.meta, dict) or self.meta.get("format") != FORMAT:
             raise UserError(f"{self.path}: capture.json is not a neuralworld capture")
         if self.meta.get("version") != VERSION:
             raise UserError(f"{self.path}: capture format version {self.meta.get('version')} is not "
                             f"supported (this neuralworld reads version {VERSION})")
+        _check_meta(self.meta, self.path / "capture.json")
         try:
             self.frames = np.load(self.path / "frames.npy", mmap_mode="r")
         except (OSError, ValueError) as e:
@@ -242,6 +245,13 @@ class Capture:
         if len(self.table["t"]) != n:
             raise UserError(f"{self.path / 'frames.csv'}: {len(self.table['t'])} rows for {n} frames")
         check_times(self.table["t"], str(self.path / "frames.csv"))
+        motion = self.meta["motion"]
+        needed = [*RESERVED_COLUMNS, *(POSE_TABLE_COLUMNS if motion["kind"] == "pose" else
+                                       motion.get("names", []) if motion["kind"] == "actions" else [])]
+        missing = [c for c in needed if c not in self.table]
+        if missing:
+            raise UserError(f"{self.path / 'frames.csv'}: no column {', '.join(map(repr, missing))} "
+                            f"(a {motion['kind']} capture needs {', '.join(needed)}; import it again)")
 
     def __len__(self) -> int:
         return int(self.meta["frames"])
@@ -305,6 +315,35 @@ class Capture:
             return self.actions.astype(np.float32)
         raise UserError(f"{self.path}: this capture has no motion (import it with a pose or action "
                         "log, or with --motion-format vo to estimate motion from the video)")
+
+
+POSE_TABLE_COLUMNS = ("tx", "ty", "tz", "qx", "qy", "qz", "qw", "roll", "pitch")
+
+
+def _check_meta(meta, path: Path) -> None:
+    """One line naming the first field of capture.json that a hand edit or damage made wrong."""
+    def bad(field: str, want: str):
+        raise UserError(f"{path}: {field} is {json.dumps(meta.get(field))[:60]}, expected {want} "
+                        "(the file is damaged or was edited; import the capture again)")
+
+    for field in ("frames", "width", "height"):
+        if type(meta.get(field)) is not int or meta[field] < 1:
+            bad(field, "a whole number of 1 or more")
+    fps = meta.get("fps")
+    if type(fps) not in (int, float) or not math.isfinite(fps) or fps < 0:
+        bad("fps", "a number of 0 or more (0: a single frame)")
+    motion, controls = meta.get("motion"), meta.get("controls")
+    if not isinstance(motion, dict) or motion.get("kind") not in ("pose", "actions", "none"):
+        bad("motion", 'an object whose "kind" is "pose", "actions" or "none"')
+    if motion["kind"] == "actions" and not (isinstance(motion.get("names"), list)
+                                            and all(isinstance(n, str) for n in motion["names"])):
+        bad("motion", 'an object with the action "names" as a list of strings')
+    if not (isinstance(controls, dict) and isinstance(controls.get("kind"), str)
+            and isinstance(controls.get("names"), list) and all(isinstance(n, str) for n in controls["names"])):
+        bad("controls", 'an object with a "kind" string and a list of "names"')
+    intrinsics = meta.get("intrinsics")
+    if intrinsics is not None and not isinstance(intrinsics, dict):
+        bad("intrinsics", "an object of fx, fy, cx, cy (or null)")
 
 
 def open_capture(path) -> Capture:
