@@ -14,31 +14,44 @@ from player_worlds import save_world
 def test_flops_and_frames_per_second_of_a_preset(tmp_path, capsys):
     out = tmp_path / "bench.json"
     assert main(["bench", "--preset", "tiny", "--runtimes", "torch,onnxruntime", "--seconds", "0.2",
-                 "--no-train", "--json", str(out)]) == 0
+                 "--threads", "1", "--no-train", "--json", str(out)]) == 0
     figures = json.loads(out.read_text())
     row = figures["results"][0]
     assert row["target"] == "preset tiny" and 50_000 < row["params"] < 5_000_000
     assert 0.01 < row["gflops_per_frame"] < 1.0
-    assert figures["peak_gflops"]["1"] > 0.5
-    for runtime in ("torch", "onnxruntime"):
-        r = row["runtimes"][runtime]
-        assert r["fps"] > 0 and abs(r["gflops_per_s"] - r["fps"] * row["gflops_per_frame"]) < 1e-6
+    assert figures["peak_gflops"]["1"] > 0.5 and figures["threads"] == [1]
+    measured = {(r["runtime"], r["lever"]): r for r in row["results"]}
+    assert set(measured) == {("torch", "network float32")} | {("onnxruntime", lever) for lever, _ in bench.NATIVE}
+    for r in measured.values():
+        assert r["threads"] == 1 and r["fps"] > 0 and abs(r["gflops_per_s"] - r["fps"] * row["gflops_per_frame"]) < 1e-6
     table = capsys.readouterr().out
-    assert "onnxruntime" in table and "GFLOP/frame" in table and "machine peak" in table
+    assert "onnxruntime" in table and "step int8" in table and "GFLOP/frame" in table and "machine peak" in table
     assert main(["bench", "--preset", "tiny", "--runtimes", "torch", "--json", str(out)]) == 2  # no overwrite
 
 
-def test_unknown_runtime_is_a_user_error():
+def test_unknown_runtime_or_threads_is_a_user_error():
     assert main(["bench", "--preset", "tiny", "--runtimes", "cuda"]) == 2
+    assert main(["bench", "--preset", "tiny", "--threads", "two"]) == 2
 
 
 @pytest.mark.slow
 @pytest.mark.browser
 @pytest.mark.skipif(not Path(bench.CHROMIUM).exists(), reason=f"no chromium at {bench.CHROMIUM}")
 @pytest.mark.skipif(not (export.RUNTIME_DIR / "ort.wasm.min.mjs").is_file(), reason="ONNX Runtime Web not fetched")
-def test_browser_frames_per_second(tmp_path):
+def test_browser_frames_per_second_per_lever(tmp_path, capsys):
     world = save_world(tmp_path / "world")
     out = tmp_path / "bench.json"
-    assert main(["bench", str(world), "--runtimes", "wasm", "--seconds", "0.5", "--no-train", "--json", str(out)]) == 0
-    r = json.loads(out.read_text())["results"][0]["runtimes"]["chromium-wasm"]
-    assert r["fps"] > 1 and 0 < r["inference_ms"] < 1000 and r["memory_ms"] >= 0
+    assert main(["bench", str(world), "--runtimes", "wasm", "--seconds", "0.5", "--threads", "1,2", "--walk-seconds",
+                 "0.5", "--no-train", "--json", str(out)]) == 0
+    row = json.loads(out.read_text())["results"][0]
+    results = {(r["lever"], r["threads"]): r for r in row["results"]}
+    assert set(results) == {(lever, t) for lever, _ in bench.LEVERS for t in (1, 2)}
+    for (lever, t), r in results.items():
+        assert r["fps"] > 1 and 0 < r["inference_ms"] < 1000 and 0 < r["first_frame_ms"] < 60000, (lever, t)
+        assert r["threads"] == t and r["cross_origin_isolated"]  # the page runs on the threads it was asked for
+    assert results[("all", 1)]["model"] == "model.int8.onnx" and results[("before", 1)]["model"] == "model.net.onnx"
+    walk = results[("all", 2)]["walk"]
+    assert walk["fps"] > 1 and 0 < walk["p95_ms"] <= walk["max_ms"]
+    assert row["download_mb"]["all"] < row["download_mb"]["before"]
+    table = capsys.readouterr().out
+    assert "all levers, 2 threads:" in table and "x before" in table and "walking (all levers" in table

@@ -7,7 +7,7 @@ from neuralworld.controls import ACTION_KIND, ControlSchema
 from neuralworld.errors import UserError
 from neuralworld.model.config import PRESETS, NetConfig, TrainRecipe, get_preset
 from neuralworld.model.memory import MemoryLayout, memory_from_frames
-from neuralworld.model.network import WorldNet, example_inputs, model_stats
+from neuralworld.model.network import FiLMBlock, WorldNet, example_inputs, model_stats
 
 MICRO = NetConfig(height=32, width=32, memory_frames=(2, 4), channels=(8, 16), encoder_blocks=(0, 1),
                     decoder_blocks=(1, 1), control_embed=16)
@@ -144,3 +144,15 @@ def test_memory_from_frames_feeds_the_network():
     memory = memory_from_frames(frames, MICRO.layout)
     out = WorldNet(MICRO, POSE).eval()(torch.zeros(1, 16), memory, [torch.rand(1, 1, 32, 32), torch.rand(1, 1, 8, 8)])
     assert out.shape == (1, 3, 32, 32)
+
+
+def test_film_folded_into_the_convolution_is_the_same_block():
+    torch.manual_seed(0)
+    block = FiLMBlock(8, 16)
+    with torch.no_grad():
+        for p in block.parameters():
+            p.normal_(0, 0.3)
+    x, cond = torch.randn(1, 8, 12, 16), torch.randn(1, 16)
+    expected = block(x, cond)
+    torch.testing.assert_close(block.forward_folded(x, cond), expected, rtol=1e-5, atol=1e-5)
+    assert (expected - x).abs().mean() > 0.05  # the block does something

@@ -1,15 +1,19 @@
 """The web player in a real browser (Debian's chromium through Playwright): it loads and draws,
-matches Python's rollout frame for frame, maps keys to the right controls, and plays offline."""
+matches Python's rollout frame for frame with each of its models and ways to run, maps keys to
+the right controls, keeps stepping while the page is busy, reports its threads (also on a
+static host), and plays offline."""
 
+import http.server
 import re
 import shutil
 import threading
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
-from neuralworld import export, play
+from neuralworld import export, metrics, play
 from neuralworld.player import integrate_sticks
 from neuralworld.world import World
 
@@ -27,10 +31,19 @@ pytestmark = [
 ]
 
 
+class StaticHost(play.WebFolderHandler):
+    """A static file host that sends no cross-origin isolation headers."""
+
+    def end_headers(self):
+        http.server.SimpleHTTPRequestHandler.end_headers(self)
+
+
 class Served:
-    def __init__(self, web: Path):
+    def __init__(self, web: Path, handler=None):
         self.web = web
         self.server = play.make_server(web, "127.0.0.1", 0)
+        if handler is not None:
+            self.server.RequestHandlerClass = lambda *a, **k: handler(*a, directory=str(web.resolve()), **k)
         self.url = play.server_url(self.server)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -56,8 +69,15 @@ def browser(playwright):
 
 @pytest.fixture(scope="module")
 def pose_world(tmp_path_factory):
+    """A world exported with its models, plus the network alone (model.net.onnx: the memory
+    updated by the page's memory.js, as `neuralworld bench` measures it)."""
     world = save_world(tmp_path_factory.mktemp("browser") / "world", pose_schema(), seed=3)
-    served = Served(export.export_world(world))
+    w = World.load(world)
+    net_only, _ = export.export_onnx(w.net, w.layout, w.height, w.width, w.schema, step=False)
+    web = export.export_network(w.net, world / "web", layout=w.layout, height=w.height, width=w.width,
+                                schema=w.schema, start_frames=w.start_frames,
+                                extra_models={"model.net.onnx": (net_only, {"precision": "float32", "memory": "outside"})})
+    served = Served(web)
     yield world, served
     served.stop()
 
@@ -87,18 +107,23 @@ def frame_array(values, h, w):
 
 def test_page_loads_and_draws(browser, pose_world):
     errors = []
-    page = open_page(browser, pose_world[1].url, errors)
+    page = open_page(browser, pose_world[1].url + "?threads=2", errors)
     page.wait_for_function("window.nw.frames > 10", timeout=20000)
-    # the badge names the backend and shows a frame rate once frames flow
-    page.wait_for_function("parseFloat(document.getElementById('badge').textContent.split('·')[1]) > 0", timeout=5000)
+    # the badge names the backend and its threads, and shows a frame rate once frames flow
+    page.wait_for_function("parseFloat(document.getElementById('badge').textContent.split('·')[2]) > 0", timeout=5000)
     badge = page.inner_text("#badge")
-    assert re.fullmatch(r"wasm · \d+\.\d fps", badge), badge
-    pixels = np.array(page.evaluate("""() => { const c = document.getElementById('view');
-        return Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data); }"""))
-    assert pixels.reshape(-1, 4)[:, :3].std() > 5  # not blank
+    assert re.fullmatch(r"wasm · 2 threads · \d+\.\d fps", badge), badge
+    assert page.evaluate("[window.nw.threads, window.nw.model, self.crossOriginIsolated]") == [2, "model.int8.onnx", True]
+    # the worker draws on the page's canvas (an OffscreenCanvas): what the screen shows
+    shot = cv2.imdecode(np.frombuffer(page.locator("#view").screenshot(), np.uint8), cv2.IMREAD_COLOR)
+    assert shot.std() > 5  # not blank
     assert page.is_hidden("#error") and not errors
     page.keyboard.press("o")
-    assert "controls:" in page.inner_text("#overlay") and page.locator("#levels canvas").count() == 3
+    page.wait_for_function("document.querySelectorAll('#levels canvas').length === 3", timeout=5000)
+    overlay = page.inner_text("#overlay")
+    assert "controls:" in overlay and "2 threads (cross-origin isolated)" in overlay and "worker" in overlay
+    assert re.search(r"frame time p95 \d+\.\d ms", overlay), overlay
+    assert 0 < page.evaluate("window.nw.pacing.p95") < 1000
     page.keyboard.press("p")
     assert page.evaluate("window.nw.paused")
     page.wait_for_timeout(100)  # a frame in flight lands
@@ -131,10 +156,42 @@ def assert_matches_python(page, world_dir, steps=5):
         assert np.abs(np.array(js) - py.numpy().ravel()).max() <= 2 / 255 + 1e-6, f"memory level {level}"
 
 
-def test_first_frames_match_python(browser, pose_world):
+@pytest.mark.parametrize("query", ["?model=model.onnx", "?model=model.onnx&worker=0", "?model=model.net.onnx"],
+                         ids=["worker", "main-thread", "memory-in-javascript"])
+def test_first_frames_match_python(browser, pose_world, query):
+    """The float32 step model, in the worker or on the page's thread, and the network alone with
+    the memory pushed by memory.js: Python's frames and memory."""
     world_dir, served = pose_world
-    page = open_page(browser, served.url)
+    page = open_page(browser, served.url + query)
+    assert page.evaluate("window.nw.model") == query.split("=")[1].split("&")[0]
     assert_matches_python(page, world_dir)
+    page.close()
+
+
+@pytest.mark.parametrize("model", ["model.int8.onnx", "model.f16.onnx"])
+def test_reduced_precision_models_stay_close_to_python(browser, pose_world, model):
+    """The WebAssembly backend's int8 model (the default) and the float16 model (run here on
+    WebAssembly: no software WebGPU adapter offers shader-f16) stay within QUALITY_MIN_DB of
+    Python's float32 frames."""
+    world_dir, served = pose_world
+    page = open_page(browser, served.url + ("" if model == "model.int8.onnx" else f"?model={model}"))
+    assert page.evaluate("window.nw.model") == model
+    page.evaluate("window.nw.pause(true)")
+    page.evaluate("window.nw.reset()")
+    world = World.load(world_dir)
+    world.reset()
+    rng = np.random.default_rng(3)
+    c = np.array(world.schema.mean, np.float32)
+    for i in range(3):
+        noise = [rng.random((1, *shape), dtype=np.float32) for shape in world.config.noise_shapes()]
+        expected = world.step(c, noise=noise).astype(float)
+        got = frame_array(page.evaluate("([c, n]) => window.nw.step(c, n)", [c.tolist(), [n.ravel().tolist() for n in noise]]),
+                          world.height, world.width).astype(float)
+        assert metrics.psnr(got / 255, expected / 255) >= export.QUALITY_MIN_DB, i
+    # the memory (bytes in the int8 model) holds the frame the page drew, as 8-bit values
+    newest = np.array(page.evaluate("window.nw.memory()")[0], np.float32)[-3 * world.height * world.width:]
+    np.testing.assert_array_equal(newest.reshape(3, world.height, world.width),
+                                  got.transpose(2, 0, 1).astype(np.float32) / np.float32(255))
     page.close()
 
 
@@ -143,7 +200,7 @@ def test_a_flow_world_samples_in_the_page_as_in_python(browser, tmp_path):
     world = save_world(tmp_path / "flow", pose_schema(), seed=6, objective="flow", sampler_steps=2)
     served = Served(export.export_world(world))
     try:
-        page = open_page(browser, served.url)
+        page = open_page(browser, served.url + "?model=model.onnx")
         assert_matches_python(page, world)
         page.close()
     finally:
@@ -160,15 +217,17 @@ def test_webgpu_matches_python_where_chromium_has_an_adapter(playwright, pose_wo
         page = b.new_page()
         page.goto(served.url + "?backend=webgpu")
         page.evaluate("window.nw.ready")
-        if page.evaluate("window.nw.backend") != "webgpu":
+        if page.evaluate("window.nw.backend") not in ("webgpu", "webgpu-f16"):
             pytest.skip("chromium offers no WebGPU adapter here")
+        # SwiftShader has no shader-f16: the float32 model, its memory kept on the device between steps
+        assert page.evaluate("[window.nw.backend, window.nw.model]") == ["webgpu", "model.onnx"]
         assert_matches_python(page, world_dir, steps=3)
     finally:
         b.close()
 
 
 def mulberry32(seed: int, count: int) -> np.ndarray:
-    """The page's seeded noise source (player.js `seeded`, used by nw.seed), in Python."""
+    """The page's seeded noise source (world.js `seeded`, used by nw.seed), in Python."""
     a, out = seed & 0xFFFFFFFF, np.empty(count, np.float64)
     for i in range(count):
         a = (a + 0x6D2B79F5) & 0xFFFFFFFF
@@ -181,14 +240,15 @@ def mulberry32(seed: int, count: int) -> np.ndarray:
 
 def test_page_and_python_agree_over_300_frames_of_the_tour(browser, pose_world):
     """The same start, tour controls and noise (the page's seeded source) give the same frames in
-    the page as in Python's World, frame after frame, within a few 8-bit levels."""
+    the page as in Python's World, frame after frame, within a few 8-bit levels (the float32 step
+    model; the int8 one is held to QUALITY_MIN_DB above)."""
     from neuralworld.controls import walk_pose
     from neuralworld.tour import tour_controls
 
     world_dir, served = pose_world
     world = World.load(world_dir)
     controls, _, _ = tour_controls(world.schema, 1 / 30, 300, walk_pose(np.zeros(3), 0.0, 0.0))
-    page = open_page(browser, served.url)
+    page = open_page(browser, served.url + "?model=model.onnx")
     page.evaluate("window.nw.pause(true)")
     page.evaluate("window.nw.reset()")
     got = np.array(page.evaluate("""async (controls) => {
@@ -287,6 +347,38 @@ def test_action_world_keys_drive_named_controls(browser, tmp_path):
         served.stop()
 
 
+def test_the_world_keeps_stepping_while_the_page_is_busy(browser, pose_world):
+    """Inference and drawing live in a worker: a page that blocks its main thread for a second
+    still gets its frames; with ?worker=0 it does not."""
+    counts = {}
+    for query in ("", "?worker=0"):
+        page = open_page(browser, pose_world[1].url + query)
+        page.wait_for_function("window.nw.frames > 5", timeout=20000)
+        counts[query] = page.evaluate("""async () => {
+            const before = window.nw.frames, t = performance.now();
+            while (performance.now() - t < 1000) {}  // the page is busy for a second
+            await new Promise((r) => setTimeout(r, 50));  // the worker's reports arrive
+            return window.nw.frames - before; }""")
+        page.close()
+    assert counts[""] >= 20 and counts["?worker=0"] <= 6, counts  # at most the 50 ms after the block
+
+
+def test_a_static_host_without_isolation_headers_gets_threads_through_the_service_worker(browser, pose_world):
+    """Without COOP/COEP headers the page starts on one thread; its service worker adds the
+    headers, the page reloads once and runs on the threads it asked for."""
+    served = Served(pose_world[1].web, StaticHost)
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        page.goto(served.url + "?threads=2")
+        page.wait_for_function("self.crossOriginIsolated && window.nw && window.nw.threads === 2", timeout=30000)
+        page.evaluate("window.nw.ready")
+        assert "2 threads" in page.inner_text("#badge")
+    finally:
+        context.close()
+        served.stop()
+
+
 def test_plays_offline_after_the_server_stops(browser, pose_world):
     served = Served(pose_world[1].web)
     context = browser.new_context()
@@ -295,6 +387,7 @@ def test_plays_offline_after_the_server_stops(browser, pose_world):
         page.goto(served.url)
         page.evaluate("window.nw.ready")
         page.evaluate("navigator.serviceWorker.ready.then(() => true)")
+        assert page.evaluate("window.nw.offline")  # the backend's model and runtime are cached
         served.stop()
         page.reload()
         page.evaluate("window.nw.ready")
@@ -307,7 +400,8 @@ def test_plays_offline_after_the_server_stops(browser, pose_world):
 
 def test_a_model_that_cannot_load_says_so(browser, pose_world, tmp_path):
     web = shutil.copytree(pose_world[1].web, tmp_path / "broken")
-    (web / "model.onnx").write_bytes(b"not a model")
+    for model in web.glob("*.onnx"):
+        model.write_bytes(b"not a model")
     served = Served(web)
     try:
         page = browser.new_page()

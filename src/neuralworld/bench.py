@@ -1,11 +1,19 @@
-"""`neuralworld bench`: how fast a world runs, per runtime, against what this machine can do.
+"""`neuralworld bench`: how fast a world runs, per runtime and per speed lever, against what this
+machine can do.
 
-For a world folder or a preset with random weights (speed does not depend on the weights):
-frames/s in PyTorch eager, onnxruntime CPU, headless chromium's WebAssembly backend and, when
-chromium finds a WebGPU adapter, WebGPU; FLOPs per frame and parameters; the machine's own
-peak from a numpy float32 matrix product timed in the same run, and the share of it each
-runtime reaches; training samples/s from benchmarks/train_speed.py.
-The browser figures are whole player steps (inference, memory update, drawing), as in play.
+For a world folder or a preset with random weights (speed does not depend on the weights), all
+in one run: frames/s on each thread count (--threads, default 1 and 2) in PyTorch eager,
+onnxruntime CPU and headless chromium's WebAssembly backend (WebGPU too when chromium finds an
+adapter); FLOPs per frame and parameters; the machine's own peak from a numpy float32 matrix
+product timed in the same run, and the share of it each runtime reaches; training samples/s
+from benchmarks/train_speed.py.
+
+The browser figures are whole player steps (inference, memory update, drawing), as in play, for
+each lever on its own and then together (LEVERS): the int8 model, the memory update inside the
+model, the world in a Web Worker. Each page load also gives the time to its first generated
+frame (a fresh browser, files from a local server) and, for the player as exported, the frame
+times while walking (the live loop holding W): their 95th percentile and the longest. The
+download is what the page fetches for its model and runtime.
 """
 
 from __future__ import annotations
@@ -81,16 +89,35 @@ def bench_torch(net, inputs, levels: int, threads: int, seconds: float) -> dict:
 def bench_onnxruntime(model_bytes: bytes, inputs, threads: int, seconds: float) -> dict:
     import onnxruntime as ort
 
+    from neuralworld.export import feeds as as_feeds
+    from neuralworld.export import keeps_bytes
+
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
-    feeds = {i.name: t.numpy() for i, t in zip(session.get_inputs(), inputs)}
-    return {"fps": frames_per_second(lambda: session.run(["frame"], feeds), seconds), "threads": threads}
+    feeds = as_feeds(inputs, [i.name for i in session.get_inputs()], keeps_bytes(session))
+    return {"fps": frames_per_second(lambda: session.run(None, feeds), seconds), "threads": threads}
 
 
-def bench_browser(web_dir: Path, backend: str, seconds: float, threads: int = 1) -> dict:
-    """Whole player steps per second in headless chromium; {"skipped": reason} when not possible."""
+# The levers, as page options (player.js): each on its own against "before" (the player as it was:
+# the float32 network alone, its memory pushed by memory.js, on the page's thread), then together.
+LEVERS = [
+    ("before", "model=model.net.onnx&worker=0"),
+    ("int8", "model=model.net.int8.onnx&worker=0"),
+    ("memory in model", "model=model.onnx&worker=0"),
+    ("worker", "model=model.net.onnx"),
+    ("all", "model=model.int8.onnx"),
+]
+# the same models in onnxruntime (the page's worker has no counterpart there)
+NATIVE = [("network float32", "model.net.onnx"), ("network int8", "model.net.int8.onnx"),
+          ("step float32", "model.onnx"), ("step int8", "model.int8.onnx")]
+
+
+def bench_browser(web_dir: Path, backend: str, seconds: float, threads: int = 1, query: str = "",
+                  walk_seconds: float = 0.0) -> dict:
+    """Whole player steps per second in headless chromium, the time to the first frame and, with
+    walk_seconds, the live loop's frame times while walking; {"skipped": reason} when not possible."""
     if not Path(CHROMIUM).exists():
         return {"skipped": f"no chromium at {CHROMIUM}"}
     try:
@@ -108,24 +135,38 @@ def bench_browser(web_dir: Path, backend: str, seconds: float, threads: int = 1)
             browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
             try:
                 page = browser.new_page()
-                errors = []
-                page.on("pageerror", lambda e: errors.append(str(e)))
-                page.goto(f"{server_url(server)}?backend={backend}&threads={threads}")
+                page.goto(f"{server_url(server)}?backend={backend}&threads={threads}" + (f"&{query}" if query else ""))
                 page.wait_for_function("window.nw && window.nw.ready", timeout=30000)
                 try:
                     page.evaluate("window.nw.ready")
                 except Exception as e:  # noqa: BLE001 -- reported in the table, not fatal
                     return {"skipped": f"the page did not load the model ({str(e).splitlines()[0][:120]})"}
+                page.wait_for_function("window.nw.firstFrameMs !== null", timeout=60000)
+                first = page.evaluate("window.nw.firstFrameMs")
                 page.evaluate("window.nw.pause(true)")
-                if page.evaluate("window.nw.backend") != backend:
+                if not page.evaluate("window.nw.backend").startswith(backend):
                     adapter = page.evaluate("navigator.gpu ? navigator.gpu.requestAdapter().then(a => !!a) : false")
                     return {"skipped": "no WebGPU adapter" if not adapter else "WebGPU session failed, wasm used"}
                 adapter = page.evaluate("""async () => { if (!navigator.gpu) return null;
                     const a = await navigator.gpu.requestAdapter(); return a ? (a.info || {}).architecture || 'yes' : null; }""")
                 software = backend == "webgpu" and adapter == "swiftshader"  # seconds per frame: warm up less
                 result = page.evaluate(f"window.nw.bench({seconds}, {1 if software else 3})")
-                out = {"fps": result["fps"], "inference_ms": result["inference_ms"], "memory_ms": result["memory_ms"],
-                       "threads": threads, "cross_origin_isolated": page.evaluate("self.crossOriginIsolated")}
+                out = {"fps": result["fps"], "inference_ms": result["inference_ms"], "step_p95_ms": result["step_p95_ms"],
+                       "first_frame_ms": first, "threads": result["threads"], "model": result["model"],
+                       "cross_origin_isolated": page.evaluate("self.crossOriginIsolated")}
+                if walk_seconds > 0:
+                    page.evaluate("window.nw.reset()")
+                    page.evaluate("window.nw.pause(false)")
+                    page.keyboard.down("KeyW")
+                    page.wait_for_timeout(500)  # up to speed
+                    page.evaluate("window.nw.resetPacing()")
+                    start = page.evaluate("[window.nw.frames, performance.now()]")
+                    page.wait_for_timeout(walk_seconds * 1000)
+                    end = page.evaluate("[window.nw.frames, performance.now()]")
+                    pacing = page.evaluate("window.nw.pacing")
+                    page.keyboard.up("KeyW")
+                    out["walk"] = {"fps": 1000 * (end[0] - start[0]) / (end[1] - start[1]), "p95_ms": pacing["p95"],
+                                   "max_ms": pacing["max"], "seconds": walk_seconds}
                 if backend == "webgpu":
                     out["adapter"] = adapter
                 return out
@@ -175,9 +216,16 @@ def load_target(world: Path | None, preset: str | None):
     return f"preset {preset}", net, schema, start, get_preset(preset)
 
 
-def bench_one(name, net, schema, start, preset, *, seconds: float, threads: int, runtimes: list[str], peaks: dict,
-              train: bool, browser_threads: int = 1) -> dict:
-    from neuralworld import export
+def download_mb(web: Path, model: str) -> float:
+    """MB the page fetches for a model on the WebAssembly backend: the model and the runtime."""
+    from neuralworld.export import RUNTIME_OF
+
+    return ((web / model).stat().st_size + sum((web / "ort" / f).stat().st_size for f in RUNTIME_OF["wasm"])) / 1e6
+
+
+def bench_one(name, net, schema, start, preset, *, seconds: float, threads: list[int], runtimes: list[str],
+              peaks: dict, train: bool, walk_seconds: float = 3.0) -> dict:
+    from neuralworld import export, quantize
 
     config = net.config
     layout, h, w = config.layout, config.height, config.width
@@ -185,29 +233,45 @@ def bench_one(name, net, schema, start, preset, *, seconds: float, threads: int,
     inputs = export.parity_inputs(layout, h, w, schema, seed=0, noise_shapes=config.noise_shapes())
     flops = count_flops(net, inputs, levels)
     row = {"target": name, "height": h, "width": w, "params": sum(p.numel() for p in net.parameters()),
-           "gflops_per_frame": flops / 1e9, "runtimes": {}}
+           "gflops_per_frame": flops / 1e9, "results": []}
     print(f"{name}: {w}x{h}, {row['params'] / 1e6:.2f} M parameters, {flops / 1e9:.3f} GFLOP per frame", flush=True)
 
-    def record(runtime, result, peak_threads):
+    def record(runtime, lever, result, t):
+        result = {"runtime": runtime, "lever": lever, **result, "threads": t}
         if "fps" in result:
             result["gflops_per_s"] = result["fps"] * flops / 1e9
-            result["share_of_peak"] = result["gflops_per_s"] / peaks[peak_threads]
-        row["runtimes"][runtime] = result
+            result["share_of_peak"] = result["gflops_per_s"] / peaks[max(t, 1)]
+        row["results"].append(result)
         shown = f"{result['fps']:.1f} frames/s" if "fps" in result else f"skipped: {result['skipped']}"
-        print(f"  {runtime:<16} {shown}", flush=True)
+        print(f"  {runtime:<16} {lever:<16} {t} thread{'s' * (t != 1)}  {shown}", flush=True)
 
-    if "torch" in runtimes:
-        record("torch", bench_torch(net, inputs, levels, threads, seconds), threads)
-    if "onnxruntime" in runtimes:
-        model_bytes, _ = export.export_onnx(net, layout, h, w, schema)
-        record("onnxruntime", bench_onnxruntime(model_bytes, inputs, threads, seconds), threads)
-    browser_runtimes = [r for r in ("wasm", "webgpu") if r in runtimes]
-    if browser_runtimes:
-        with tempfile.TemporaryDirectory(prefix="neuralworld-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="neuralworld-bench-") as tmp:
+        if {"onnxruntime", "wasm", "webgpu"} & set(runtimes):
+            # the exported player, and the network alone (its memory updated outside) in float32 and int8
+            net_only, _ = export.export_onnx(net, layout, h, w, schema, step=False)
+            played = quantize.played_inputs(net, layout, schema, start)
+            names = export.input_names(levels, len(config.noise_shapes()))
+            calibration = [export.feeds(c, names, False) for c in played[::quantize.CALIBRATION_EVERY]]
+            net_int8 = quantize.quantize_int8(net_only, calibration, h)
+            outside = {"memory": "outside"}
             web = export.export_network(net, Path(tmp) / "web", layout=layout, height=h, width=w, schema=schema,
-                                        start_frames=start, meta={"name": name})
-            for runtime in browser_runtimes:
-                record(f"chromium-{runtime}", bench_browser(web, runtime, seconds, browser_threads), browser_threads)
+                                        start_frames=start, webgpu_f16=False, meta={"name": name}, extra_models={
+                                            "model.net.onnx": (net_only, {"precision": "float32", **outside}),
+                                            "model.net.int8.onnx": (net_int8, {"precision": "int8", **outside})})
+            row["download_mb"] = {lever: download_mb(web, query.split("model=")[1].split("&")[0])
+                                  for lever, query in LEVERS if (web / query.split("model=")[1].split("&")[0]).is_file()}
+        for t in threads:  # every runtime on one thread count, then the next: ratios from like conditions
+            if "torch" in runtimes:
+                record("torch", "network float32", bench_torch(net, inputs, levels, t, seconds), t)
+            if "onnxruntime" in runtimes:
+                for lever, model in NATIVE:
+                    record("onnxruntime", lever, bench_onnxruntime((web / model).read_bytes(), inputs, t, seconds), t)
+            if "wasm" in runtimes:
+                for lever, query in LEVERS:
+                    record("chromium-wasm", lever, bench_browser(web, "wasm", seconds, t, query,
+                                                                 walk_seconds if lever == "all" else 0.0), t)
+        if "webgpu" in runtimes:
+            record("chromium-webgpu", "all", bench_browser(web, "webgpu", seconds), 0)
     if train:
         row["training"] = training_speed(preset)
         t = row["training"]
@@ -216,29 +280,69 @@ def bench_one(name, net, schema, start, preset, *, seconds: float, threads: int,
     return row
 
 
-def print_table(rows: list[dict], peaks: dict) -> None:
+def _find(row, runtime, lever, threads):
+    return next((r for r in row["results"] if (r["runtime"], r["lever"], r["threads"]) == (runtime, lever, threads)
+                 and "fps" in r), None)
+
+
+def print_table(rows: list[dict], peaks: dict, threads: list[int]) -> None:
     print()
     print("machine peak (numpy float32 matmul): " + ", ".join(f"{v:.0f} GFLOP/s on {k} thread{'s' * (k > 1)}"
                                                              for k, v in sorted(peaks.items())))
-    header = f"{'target':<18} {'runtime':<16} {'frames/s':>9} {'ms/frame':>9} {'GFLOP/s':>8} {'of peak':>8}"
-    print(header)
-    print("-" * len(header))
     for row in rows:
-        for runtime, r in row["runtimes"].items():
-            if "fps" in r:
-                note = "".join(f"  {k} {r[k]}" for k in ("threads", "adapter") if k in r)
-                if "inference_ms" in r:
-                    note += f"  (inference {r['inference_ms']:.1f} ms, memory {r['memory_ms']:.1f} ms)"
-                print(f"{row['target']:<18} {runtime:<16} {r['fps']:>9.1f} {1000 / r['fps']:>9.1f} "
-                      f"{r['gflops_per_s']:>8.1f} {100 * r['share_of_peak']:>7.0f}%{note}")
-            else:
-                print(f"{row['target']:<18} {runtime:<16} {'skipped: ' + r['skipped']}")
+        print()
+        print(f"{row['target']}: {row['width']}x{row['height']}, {row['params'] / 1e6:.2f} M parameters, "
+              f"{row['gflops_per_frame']:.3f} GFLOP/frame")
+        header = f"{'runtime':<16} {'lever':<16}" + "".join(f" {f'{t} thread' + 's' * (t > 1) + ': fps  ms  peak':>30}"
+                                                            for t in threads)
+        header += f" {'first frame':>12} {'download':>9}"
+        print(header)
+        print("-" * len(header))
+        pairs = sorted({(r["runtime"], r["lever"]) for r in row["results"]}, key=lambda k: [
+            (r["runtime"], r["lever"]) for r in row["results"]].index(k))
+        for runtime, lever in pairs:
+            line = f"{runtime:<16} {lever:<16}"
+            firsts = []
+            for t in ([0] if runtime == "chromium-webgpu" else threads):
+                r = next((r for r in row["results"] if (r["runtime"], r["lever"], r["threads"]) == (runtime, lever, t)), None)
+                if r is None or "fps" not in r:
+                    line += f" {('skipped: ' + r['skipped'])[:30] if r else '':>30}"
+                    continue
+                line += f" {r['fps']:>14.1f} {1000 / r['fps']:>6.1f} {100 * r['share_of_peak']:>6.0f}%"
+                if "first_frame_ms" in r:
+                    firsts.append(r["first_frame_ms"])
+            if firsts:
+                line += f" {f'{min(firsts) / 1000:.2f} s':>12}"
+            if runtime == "chromium-wasm" and lever in row.get("download_mb", {}):
+                line += f" {row['download_mb'][lever]:>6.1f} MB"
+            print(line)
+        summary(row, threads)
         t = row.get("training", {})
         if "samples_per_s" in t:
-            print(f"{row['target']:<18} {'training':<16} {t['samples_per_s']:>9.1f} samples/s"
-                  + (f" (batch {t['batch']}, {t.get('threads', '?')} threads)" if "batch" in t else ""))
-        print(f"{'':<18} {'(model)':<16} {row['params'] / 1e6:.2f} M parameters, "
-              f"{row['gflops_per_frame']:.3f} GFLOP/frame, {row['width']}x{row['height']}")
+            print(f"  training: {t['samples_per_s']:.1f} samples/s" + (f" (batch {t['batch']}, {t.get('threads', '?')} "
+                                                                        "threads)" if "batch" in t else ""))
+
+
+def summary(row: dict, threads: list[int]) -> None:
+    """The ratios that matter: all levers against before and against onnxruntime's float32 network
+    on the same threads, a second thread against one, and the frame times while walking."""
+    for t in threads:
+        everything, before = _find(row, "chromium-wasm", "all", t), _find(row, "chromium-wasm", "before", t)
+        native = _find(row, "onnxruntime", "network float32", t)
+        if everything and (before or native):
+            parts = ([f"{everything['fps'] / before['fps']:.2f}x before"] if before else []) + (
+                [f"{100 * everything['fps'] / native['fps']:.0f}% of onnxruntime's float32 network"] if native else [])
+            print(f"  all levers, {t} thread{'s' * (t > 1)}: " + ", ".join(parts))
+        if everything and "walk" in everything:
+            walk = everything["walk"]
+            print(f"  walking (all levers, {t} thread{'s' * (t > 1)}): {walk['fps']:.1f} frames/s, frame time p95 "
+                  f"{walk['p95_ms']:.1f} ms, longest {walk['max_ms']:.1f} ms")
+    if len(threads) > 1:
+        lo, hi = min(threads), max(threads)
+        gains = [f"{lever} {_find(row, 'chromium-wasm', lever, hi)['fps'] / _find(row, 'chromium-wasm', lever, lo)['fps']:.2f}x"
+                 for lever, _ in LEVERS if _find(row, "chromium-wasm", lever, hi) and _find(row, "chromium-wasm", lever, lo)]
+        if gains:
+            print(f"  {hi} threads against {lo} in chromium: " + ", ".join(gains))
 
 
 RUNTIMES = ["torch", "onnxruntime", "wasm", "webgpu"]
@@ -248,14 +352,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("world", type=Path, nargs="?", help="world folder to measure (else --preset)")
     parser.add_argument("--preset", action="append", default=None,
                         help="measure this preset with random weights (repeatable; default: tiny and forest)")
-    parser.add_argument("--runtimes", default=",".join(RUNTIMES),
+    parser.add_argument("--runtimes", default=",".join(RUNTIMES[:3]),
                         help="comma-separated runtimes: torch, onnxruntime, wasm (chromium), webgpu (chromium, "
                              "when it finds an adapter)")
-    parser.add_argument("--seconds", type=float, default=3.0, help="timed seconds per runtime")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="CPU threads for PyTorch and onnxruntime (the browser page uses one)")
-    parser.add_argument("--browser-threads", type=int, default=1,
-                        help="WebAssembly threads in the page (the player's ?threads=N; it uses 1 by default)")
+    parser.add_argument("--seconds", type=float, default=3.0, help="timed seconds per runtime, lever and thread count")
+    parser.add_argument("--threads", default="1,2",
+                        help="comma-separated thread counts for every runtime (the page's ?threads=N)")
+    parser.add_argument("--walk-seconds", type=float, default=3.0,
+                        help="seconds of walking in the page with every lever, for its frame times (0: none)")
     parser.add_argument("--no-train", action="store_true", help="skip the training samples/s figure")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     parser.add_argument("--force", action="store_true", help="replace an existing --json file")
@@ -266,19 +370,24 @@ def run(args) -> int:
     unknown = [r for r in runtimes if r not in RUNTIMES]
     if unknown:
         raise UserError(f"--runtimes: unknown {', '.join(unknown)} (choose from {', '.join(RUNTIMES)})")
+    try:
+        threads = sorted({int(t) for t in args.threads.split(",") if t.strip()})
+    except ValueError:
+        threads = []
+    if not threads or min(threads) < 1:
+        raise UserError(f"--threads {args.threads}: expected thread counts such as 1,2")
     if args.world is not None and args.preset:
         raise UserError("give a world folder or --preset, not both")
     if args.json is not None:
         check_new_output(args.json, args.force)
     targets = [(args.world, None)] if args.world is not None else [(None, p) for p in (args.preset or ["tiny", "forest"])]
-    peak_threads = sorted({1, args.threads, args.browser_threads})
-    peaks = {t: machine_peak_gflops(t) for t in peak_threads}
+    peaks = {t: machine_peak_gflops(t) for t in sorted({1, *threads})}
     rows = []
     for world, preset in targets:
-        rows.append(bench_one(*load_target(world, preset), seconds=args.seconds, threads=args.threads,
-                              runtimes=runtimes, peaks=peaks, train=not args.no_train,
-                              browser_threads=args.browser_threads))
-    print_table(rows, peaks)
+        rows.append(bench_one(*load_target(world, preset), seconds=args.seconds, threads=threads, runtimes=runtimes,
+                              peaks=peaks, train=not args.no_train, walk_seconds=args.walk_seconds))
+    print_table(rows, peaks, threads)
     if args.json is not None:
-        atomic_write_json(args.json, {"peak_gflops": {str(k): v for k, v in peaks.items()}, "results": rows})
+        atomic_write_json(args.json, {"peak_gflops": {str(k): v for k, v in peaks.items()}, "threads": threads,
+                                      "results": rows})
     return 0

@@ -31,7 +31,7 @@ from neuralworld.controls import ControlSchema
 from neuralworld.errors import UserError
 from neuralworld.fileio import atomic_write_bytes, atomic_write_json, read_json
 from neuralworld.model.config import NetConfig
-from neuralworld.model.memory import MemoryLayout, empty_memory, memory_from_frames
+from neuralworld.model.memory import MemoryLayout, empty_memory, memory_from_frames, newest_frame
 from neuralworld.model.network import WorldNet
 
 FORMAT = "neuralworld-world"
@@ -202,8 +202,7 @@ class World:
         else:
             noise = [torch.as_tensor(np.asarray(n, np.float32), device=self.device) for n in noise]
         _, self.memory = engine.step(self.net, self.memory, c, noise, self.layout)
-        newest = self.memory[0][0, -3:]  # the frame as memory holds it: 8-bit exact
-        frame = torch.round(newest * 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+        frame = newest_frame(self.memory)[0].cpu().numpy()  # (H, W, 3) the frame as memory holds it
         self.step_seconds += time.perf_counter() - t0
         self.steps += 1
         return frame

@@ -8,7 +8,9 @@ a frame enters a level it is average-pooled from the full frame by the level's f
 clamped to [0, 1] and rounded to 8 bits, so that memory in PyTorch, ONNX and the browser
 holds exactly the same values. Zeros stand for frames not seen yet.
 
-The browser player has its own copy of `push` (web/memory.js), tested against this one.
+The browser player runs `push` inside its exported model (export.PlayerStep), so this is the
+one copy of the rule; web/memory.js keeps a JavaScript copy, tested against this one, for
+measuring what that saves (`neuralworld bench`).
 """
 
 from __future__ import annotations
@@ -86,6 +88,28 @@ def push(memory: list[torch.Tensor], frame: torch.Tensor, layout: MemoryLayout,
     """Shift `frame` (B, 3, H, W) into every level as its newest entry; the oldest drops out.
     straight_through: keep the frame's gradient through the 8-bit rounding (training)."""
     return [torch.cat([m[:, 3:], p], dim=1) for m, p in zip(memory, pool_levels(frame, layout, straight_through))]
+
+
+def to_bytes(levels: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Quantized levels as bytes: uint8 k for the value k / 255 (exact: every value is one)."""
+    return [torch.round(m * 255.0).to(torch.uint8) for m in levels]
+
+
+def from_bytes(levels: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Bytes back to the values k / 255 in float32, as quantize8 makes them."""
+    return [m.float() / 255.0 for m in levels]
+
+
+def push_bytes(memory: list[torch.Tensor], frame: torch.Tensor, layout: MemoryLayout) -> list[torch.Tensor]:
+    """push for a memory held as bytes: push_bytes(to_bytes(m), f) == to_bytes(push(m, f)), with a
+    quarter of the data to move (the browser's WebAssembly model keeps its memory so)."""
+    return [torch.cat([m[:, 3:], p], dim=1) for m, p in zip(memory, to_bytes(pool_levels(frame, layout)))]
+
+
+def newest_frame(memory: list[torch.Tensor]) -> torch.Tensor:
+    """(B, H, W, 3) uint8: the newest frame of level 0 as memory holds it (8-bit exact), the
+    picture a player sees."""
+    return torch.round(memory[0][:, -3:] * 255.0).to(torch.uint8).permute(0, 2, 3, 1)
 
 
 def memory_from_frames(frames: torch.Tensor, layout: MemoryLayout) -> list[torch.Tensor]:

@@ -1,4 +1,6 @@
-// The memory pyramid, the same rule as src/neuralworld/model/memory.py (and tested against it).
+// The memory pyramid's push in JavaScript, the same rule as src/neuralworld/model/memory.py (and
+// tested against it). The page runs the rule inside its model (export.py, PlayerStep); this copy
+// serves models without it, with which `neuralworld bench` measures what that saves.
 //
 // Level i keeps the last `frames[i]` frames at 1 / factor^i per side, oldest first, stacked
 // along channels: a Float32Array laid out (3 * n_i, h_i, w_i), exactly the ONNX input
@@ -29,10 +31,6 @@ export class Memory {
     this.levels = this.frames.map((n, i) => new Float32Array(3 * n * this.sizes[i][0] * this.sizes[i][1]));
   }
 
-  clear() {
-    for (const level of this.levels) level.fill(0);
-  }
-
   // frame: Float32Array (3, H, W) in [0, 1] (the network's output, before any rounding)
   push(frame) {
     // block sums in float64, each level's from the one above (a sum of sums is the sum over
@@ -61,18 +59,16 @@ export class Memory {
       for (let j = 0; j < per; j++) level[base + j] = quantize8(Math.fround(sums[j] / area));
     });
   }
+}
 
-  // frames: Uint8Array (K, H, W, 3), oldest first: the memory after seeing them from empty
-  // (memory_from_frames in memory.py)
-  reset(frames, count) {
-    this.clear();
-    const H = this.height, W = this.width, chw = new Float32Array(3 * H * W);
-    for (let k = 0; k < count; k++) {
-      const off = k * H * W * 3;
-      for (let p = 0; p < H * W; p++) {
-        for (let c = 0; c < 3; c++) chw[c * H * W + p] = Math.fround(frames[off + 3 * p + c] / 255);
-      }
-      this.push(chw);
-    }
+// (3, H, W) float in [0, 1] -> (H, W, 4) RGBA bytes of the frame as memory holds it
+export function toRGBA(frame) {
+  const n = frame.length / 3, rgba = new Uint8Array(4 * n);
+  for (let p = 0; p < n; p++) {
+    rgba[4 * p] = Math.round(quantize8(frame[p]) * 255);
+    rgba[4 * p + 1] = Math.round(quantize8(frame[n + p]) * 255);
+    rgba[4 * p + 2] = Math.round(quantize8(frame[2 * n + p]) * 255);
+    rgba[4 * p + 3] = 255;
   }
+  return rgba;
 }
