@@ -1,0 +1,65 @@
+"""What a sampled world costs to play: frames/s of a flow world at K = 1, 2, 4 sampler steps per
+frame against the regression world of the same preset, in onnxruntime and in Chromium's
+WebAssembly backend (the page as it plays: int8 step model in a worker), on 1 and 2 threads.
+
+    python benchmarks/flow_speed.py [--preset forest] [--steps 1,2,4] [--threads 1,2] [--seconds 3]
+
+Random weights (speed does not depend on them). The export unrolls the K Euler steps inside one
+model, so the page calls the runtime once per frame whatever K is. Prints one line per
+(objective, K, runtime, threads) and a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import torch
+
+from neuralworld import bench
+from neuralworld.controls import ControlSchema
+from neuralworld.model.config import get_preset
+from neuralworld.model.network import WorldNet
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="forest")
+    parser.add_argument("--steps", default="1,2,4", help="sampler steps K to measure, comma separated")
+    parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--seconds", type=float, default=3.0)
+    args = parser.parse_args()
+    threads = [int(t) for t in args.threads.split(",")]
+    bench.LEVERS = [lever for lever in bench.LEVERS if lever[0] == "all"]  # the page as it plays
+    bench.NATIVE = [n for n in bench.NATIVE if n[0].startswith("step")]
+    peaks = {t: bench.machine_peak_gflops(t) for t in threads}
+    preset = get_preset(args.preset)
+    variants = [("regression", None)] + [("flow", int(k)) for k in args.steps.split(",")]
+    rows = []
+    for objective, k in variants:
+        config = dataclasses.replace(preset.net, objective=objective, **({"sampler_steps": k} if k else {}))
+        torch.manual_seed(0)
+        net = WorldNet(config, ControlSchema.identity()).eval()
+        with torch.no_grad():
+            for p in net.parameters():
+                p.normal_(0.0, 0.02)
+        start = torch.randint(0, 256, (4, config.height, config.width, 3), dtype=torch.uint8).numpy()
+        name = f"{args.preset} {objective}" + (f" K={k}" if k else "")
+        rows.append(bench.bench_one(name, net, ControlSchema.identity(), start, preset, seconds=args.seconds,
+                                    threads=threads, runtimes=["onnxruntime", "wasm"], peaks=peaks, train=False,
+                                    walk_seconds=0.0))
+    columns = (("onnxruntime", "step float32"), ("onnxruntime", "step int8"), ("chromium-wasm", "all"))
+    print(f"\n| {args.preset}, frames/s | " + " | ".join(f"{rt} {lever}, {t} thread{'s' * (t > 1)}"
+                                                        for t in threads for rt, lever in columns) + " |")
+    print("|---|" + "---|" * len(columns) * len(threads))
+    for row in rows:
+        cells = []
+        for t in threads:
+            for runtime, lever in columns:
+                r = bench._find(row, runtime, lever, t)
+                cells.append(f"{r['fps']:.1f}" if r and "fps" in r else "-")
+        print(f"| {row['target']} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
