@@ -105,6 +105,26 @@ def test_slow_clients_are_bounded_and_timed_out(tmp_path, monkeypatch):
         server.server_close()
 
 
+def test_stalled_headers_free_their_slot_before_the_connection_timeout(tmp_path, monkeypatch):
+    monkeypatch.setattr(serving.Server, "max_connections", 4)
+    monkeypatch.setattr(serving.Server, "connection_timeout", 60.0)
+    monkeypatch.setattr(serving, "HEADER_TIMEOUT_S", 0.5)
+    (tmp_path / "index.html").write_text("hi")
+    server = play.make_server(tmp_path, "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        socks = slow_clients(server.server_address[:2], 12)  # more half-sent requests than slots
+        time.sleep(0.3)
+        # each stalled request is dropped at the header deadline, not after the 60 s connection timeout
+        status, seconds = burst(server.server_address[:2], "/", 1)[0]
+        assert status == 200 and seconds < 30
+        for s in socks:
+            s.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @needs_runtime
 def test_exports_only_when_missing_or_stale(tmp_path, capsys):
     world = save_world(tmp_path / "world")

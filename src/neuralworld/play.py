@@ -17,7 +17,7 @@ from pathlib import Path
 
 from neuralworld.argtypes import port_type
 from neuralworld.errors import UserError
-from neuralworld.serving import Server
+from neuralworld.serving import HeaderDeadline, Server
 
 MIME_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -32,7 +32,7 @@ MIME_TYPES = {
 }
 
 
-class WebFolderHandler(http.server.SimpleHTTPRequestHandler):
+class WebFolderHandler(HeaderDeadline, http.server.SimpleHTTPRequestHandler):
     """Static files of one folder; any path that would leave it is answered 404."""
 
     extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map, **MIME_TYPES}

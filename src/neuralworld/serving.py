@@ -16,6 +16,7 @@ from http.server import ThreadingHTTPServer
 BACKLOG = 1024
 MAX_CONNECTIONS = 64  # threads serving connections at once (a phone or a browser opens a few)
 CONNECTION_TIMEOUT_S = 30.0  # a connection silent this long (no byte in or out) is closed
+HEADER_TIMEOUT_S = 5.0  # a request's line and headers must not stall longer (a stalled client frees its slot)
 
 
 class Server(ThreadingHTTPServer):
@@ -57,3 +58,18 @@ class Server(ThreadingHTTPServer):
         # a client that closes or reloads mid-answer, or goes silent, is normal: no traceback
         if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
             super().handle_error(request, client_address)
+
+
+class HeaderDeadline:
+    """Handler mixin: until a request's headers are in, a silence of HEADER_TIMEOUT_S closes the
+    connection, so clients that open connections and stall (or idle keep-alive ones) cannot hold
+    every slot for the whole connection timeout; bodies then get the server's longer timeout."""
+
+    def handle_one_request(self):
+        self.connection.settimeout(HEADER_TIMEOUT_S)
+        super().handle_one_request()
+
+    def parse_request(self):
+        parsed = super().parse_request()
+        self.connection.settimeout(self.server.connection_timeout)
+        return parsed

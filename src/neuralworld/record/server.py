@@ -67,7 +67,7 @@ from neuralworld.argtypes import port_type
 from neuralworld.errors import DISK_FULL, UserError, os_error_line
 from neuralworld.fileio import atomic_write_bytes
 from neuralworld.record.store import PARTIAL_MAX_AGE_S, READ_BLOCK, OffsetMismatch, RecordingStore, TooLarge
-from neuralworld.serving import Server
+from neuralworld.serving import HeaderDeadline, Server
 
 DEFAULT_PORT = 8765
 DEFAULT_MAX_MB = 2048
@@ -172,7 +172,7 @@ class ImportQueue:
 
 
 # --- HTTP -------------------------------------------------------------------------------------
-class RecordHandler(BaseHTTPRequestHandler):
+class RecordHandler(HeaderDeadline, BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: chunk uploads reuse one connection
     server_version = "neuralworld-record"
 
