@@ -100,6 +100,8 @@ class UNetBody(nn.Module):
         self.downs = nn.ModuleList(nn.Conv2d(ch[i], ch[i + 1], f, stride=f) for i in range(levels - 1))
         self.ups = nn.ModuleList(nn.Sequential(nn.Conv2d(ch[i + 1], ch[i] * f * f, 1), nn.PixelShuffle(f))
                                  for i in range(levels - 1))
+        for up in self.ups:
+            icnr_(up[0], f)
         self.encoder = nn.ModuleList(nn.ModuleList(FiLMBlock(c, cond_dim) for _ in range(config.encoder_blocks[i]))
                                      for i, c in enumerate(ch))
         self.decoder = nn.ModuleList(nn.ModuleList(FiLMBlock(c, cond_dim) for _ in range(config.decoder_blocks[i]))
@@ -123,6 +125,17 @@ class UNetBody(nn.Module):
             for block in self.decoder[i]:
                 x = block(x, cond)
         return self.out(act(x))  # (B, 3, H, W)
+
+
+def icnr_(conv: nn.Conv2d, factor: int) -> None:
+    """ICNR initialisation (Aitken et al., "Checkerboard artifact free sub-pixel convolution", 2017):
+    the factor^2 sub-pixel channels that PixelShuffle puts into one output channel start equal, so the
+    upsampling starts as nearest-neighbour instead of factor x factor blocks of unrelated weights."""
+    with torch.no_grad():
+        out = conv.out_channels // (factor * factor)
+        small = nn.Conv2d(conv.in_channels, out, conv.kernel_size, padding=conv.padding)  # default init
+        conv.weight.copy_(small.weight.repeat_interleave(factor * factor, dim=0))
+        conv.bias.copy_(small.bias.repeat_interleave(factor * factor, dim=0))
 
 
 class Flat8Body(nn.Module):
