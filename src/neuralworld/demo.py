@@ -19,7 +19,7 @@ from neuralworld.argtypes import port_type
 from neuralworld.errors import UserError
 
 DEMO_SEED = 7
-DEMO_FPS = 60.0  # the page's smallest time step; trained with every 1st..4th frame, 1/60 .. 1/15 s
+DEMO_FPS = 60.0  # the page's smallest time step: the world is trained on 1/60 s steps
 DEMO_FRAMES = 4800  # 80 s of walking at 60 fps
 RENDER_SIZE = (128, 96)  # twice the world's size, area-averaged to it at load (anti-aliasing)
 WORLD_SIZE = (64, 48)  # the tiny preset at the reference's 4:3 aspect
