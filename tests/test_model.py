@@ -156,3 +156,14 @@ def test_film_folded_into_the_convolution_is_the_same_block():
     expected = block(x, cond)
     torch.testing.assert_close(block.forward_folded(x, cond), expected, rtol=1e-5, atol=1e-5)
     assert (expected - x).abs().mean() > 0.05  # the block does something
+
+
+def test_upsampling_starts_as_nearest_neighbour():
+    """ICNR: at initialisation each PixelShuffle block repeats one value per channel, so the first
+    steps of free play carry no factor x factor checkerboard."""
+    net = WorldNet(get_preset("tiny").net, ControlSchema.identity())
+    for up in net.body.ups:
+        f = up[1].upscale_factor
+        y = up(torch.randn(2, up[0].in_channels, 3, 5))  # (2, C, 3f, 5f)
+        blocks = y.unflatten(2, (3, f)).unflatten(4, (5, f))  # (2, C, 3, f, 5, f)
+        torch.testing.assert_close(blocks, blocks[:, :, :, :1, :, :1].expand_as(blocks))
