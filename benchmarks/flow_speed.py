@@ -14,12 +14,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-import torch
-
 from neuralworld import bench
-from neuralworld.controls import ControlSchema
 from neuralworld.model.config import get_preset
-from neuralworld.model.network import WorldNet
 
 
 def main() -> None:
@@ -38,14 +34,9 @@ def main() -> None:
     rows = []
     for objective, k in variants:
         config = dataclasses.replace(preset.net, objective=objective, **({"sampler_steps": k} if k else {}))
-        torch.manual_seed(0)
-        net = WorldNet(config, ControlSchema.identity()).eval()
-        with torch.no_grad():
-            for p in net.parameters():
-                p.normal_(0.0, 0.02)
-        start = torch.randint(0, 256, (4, config.height, config.width, 3), dtype=torch.uint8).numpy()
+        net, schema, start = bench.random_world(config)
         name = f"{args.preset} {objective}" + (f" K={k}" if k else "")
-        rows.append(bench.bench_one(name, net, ControlSchema.identity(), start, preset, seconds=args.seconds,
+        rows.append(bench.bench_one(name, net, schema, start, preset, seconds=args.seconds,
                                     threads=threads, runtimes=["onnxruntime", "wasm"], peaks=peaks, train=False,
                                     walk_seconds=0.0))
     columns = (("onnxruntime", "step float32"), ("onnxruntime", "step int8"), ("chromium-wasm", "all"))

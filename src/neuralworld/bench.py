@@ -193,9 +193,7 @@ def training_speed(preset) -> dict:
 
 def load_target(world: Path | None, preset: str | None):
     """(name, net, schema, start frames, Preset) for a world folder or a preset with random weights."""
-    from neuralworld.controls import ControlSchema
     from neuralworld.model.config import PRESETS, Preset, TrainRecipe, get_preset
-    from neuralworld.model.network import WorldNet
 
     if world is not None:
         from neuralworld.world import World
@@ -205,7 +203,15 @@ def load_target(world: Path | None, preset: str | None):
         recipe = (TrainRecipe.from_json(recipe) if isinstance(recipe, dict) else
                   PRESETS[w.preset].recipe if w.preset in PRESETS else TrainRecipe())
         return str(world), w.net, w.schema, w.start_frames, Preset(w.preset or "world", w.config, recipe)
-    config = get_preset(preset).net
+    net, schema, start = random_world(get_preset(preset).net)
+    return f"preset {preset}", net, schema, start, get_preset(preset)
+
+
+def random_world(config):
+    """(net, schema, start frames) of a network with random weights: speed does not depend on them."""
+    from neuralworld.controls import ControlSchema
+    from neuralworld.model.network import WorldNet
+
     schema = ControlSchema.identity()
     torch.manual_seed(0)
     net = WorldNet(config, schema).eval()
@@ -213,7 +219,7 @@ def load_target(world: Path | None, preset: str | None):
         for p in net.parameters():
             p.normal_(0.0, 0.02)
     start = np.random.default_rng(0).integers(0, 256, (4, config.height, config.width, 3), dtype=np.uint8)
-    return f"preset {preset}", net, schema, start, get_preset(preset)
+    return net, schema, start
 
 
 def download_mb(web: Path, model: str) -> float:
