@@ -108,3 +108,38 @@ def test_their_checkpoints_resume(tmp_path):
     meta = json.loads((out / "world.json").read_text())
     assert meta["training"]["steps"] == 3 and meta["training"]["recipe"]["adversarial_weight"] == 0.1
     assert meta["training"]["batch"] == 2 and "lr" not in meta["config"]
+
+
+def test_a_move_longer_than_the_trained_steps_is_taken_in_steps_the_world_knows(rng):
+    """A 1/30 s move for a world trained at 1/60 s: two moves that compose to it, each with the
+    roll and pitch of the frame it starts from; the rollout takes both, one frame per move."""
+    from neuralworld.controls import POSE_CONTROL_NAMES, POSE_KIND
+    from neuralworld.geometry import camera_rotation, make_pose, roll_pitch
+
+    names = tuple(POSE_CONTROL_NAMES)
+    schema = ControlSchema(POSE_KIND, names, ((-10.0, 10.0),) * 16, (0.0,) * 16, (1.0,) * 16, (1 / 60,))
+    start = camera_rotation(0.3, 0.2, -0.1)  # camera-to-world of the frame the move starts from
+    turn = camera_rotation(0.0, 0.0, 0.0).T @ camera_rotation(0.25, -0.1, 0.05)  # a turn in camera axes
+    move = make_pose(turn, np.array([0.1, -0.02, 0.05]))
+    c = np.zeros(16)
+    c[:12] = move[:3].reshape(12)
+    c[12:14] = roll_pitch(start)
+    c[14], c[15] = 1 / 30, 1.0
+    parts = schema.split_move(c)
+    assert parts.shape == (2, 16) and np.allclose(parts[:, 14], 1 / 60) and (parts[:, 15] == 1).all()
+    half = make_pose(parts[0, :12].reshape(3, 4)[:, :3], parts[0, :12].reshape(3, 4)[:, 3])
+    assert np.allclose(half @ half, move, atol=1e-5)
+    assert np.allclose(parts[1, :12], parts[0, :12], atol=1e-6)
+    assert np.allclose(parts[0, 12:14], roll_pitch(start), atol=1e-5)
+    assert np.allclose(parts[1, 12:14], roll_pitch(start @ half[:3, :3]), atol=1e-5)
+    c[14] = 1 / 60
+    assert np.array_equal(schema.split_move(c), c[None].astype(np.float32))  # a trained step: as it is
+    action = SCHEMA.split_move(np.array([0.2, 0.7]))
+    assert action.shape == (1, 2)  # action worlds have no time step to split
+
+    config = NetConfig(height=32, width=32, memory_frames=(2, 4), channels=(8, 16), encoder_blocks=(0, 0),
+                       decoder_blocks=(1, 1), control_embed=16)
+    world = World(WorldNet(config, schema), schema, rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8))
+    c[14] = 1 / 30
+    frames = world.rollout(None, np.stack([c, c, c]))
+    assert frames.shape == (3, 32, 32, 3) and world.steps == 6

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from neuralworld.errors import UserError
 from neuralworld.geometry import camera_rotation, invert_pose, make_pose, relative_poses, roll_pitch
@@ -69,6 +70,31 @@ class ControlSchema:
         """(..., C) controls with every entry kept within the range seen in training."""
         lo, hi = np.array(self.ranges, np.float32).T
         return np.clip(np.asarray(controls, np.float32), lo, hi)
+
+    def split_move(self, controls: np.ndarray) -> np.ndarray:
+        """(C,) one move -> (k, C) the same move as k equal moves. A pose move that lasts k >= 2
+        times the longest step the world was trained on (a 30 frames/s capture's 1/30 s for a world
+        trained at 1/60 s) is taken in k steps it knows, as the page does (it steps at trained steps
+        following real time); any other move is one step, (1, C).
+
+        The k moves compose to the original: rotation R^(1/k) (its axis, 1/k of its angle),
+        translation t_k solving (I + R_k + ... + R_k^(k-1)) t_k = t; each carries the roll and pitch
+        of the frame it starts from, dt / k and the same valid flag."""
+        c = np.asarray(controls, np.float64).reshape(-1)
+        timed = self.kind == POSE_KIND and self.time_steps and len(c) == self.dim
+        k = int(round(c[14] / max(self.time_steps))) if timed else 1
+        if k < 2:
+            return c[None].astype(np.float32)
+        move = c[:12].reshape(3, 4)
+        R_k = Rotation.from_rotvec(Rotation.from_matrix(move[:, :3]).as_rotvec() / k).as_matrix()
+        powers = [np.linalg.matrix_power(R_k, j) for j in range(k)]  # R_k^j: the turn before substep j
+        t_k = np.linalg.solve(sum(powers), move[:, 3])
+        start = camera_rotation(0.0, c[13], c[12])  # an orientation with the move's roll and pitch
+        out = np.repeat(c[None], k, axis=0)
+        out[:, :12] = np.concatenate([R_k, t_k[:, None]], 1).reshape(12)
+        out[:, 12:14] = roll_pitch(start @ np.stack(powers))  # of the frame each substep starts from
+        out[:, 14] = c[14] / k
+        return out.astype(np.float32)
 
     @classmethod
     def fit(cls, kind: str, names, values: np.ndarray, time_steps=()) -> "ControlSchema":

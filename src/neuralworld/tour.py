@@ -6,7 +6,8 @@
   tour    From real memory, free play under a scripted tour of what the player can do (pose
           worlds: stand, walk, turn on the spot, look up and down, strafe, back up; action
           worlds: neutral, full and low throttle, full steering both ways), TOUR_FRAMES frames
-          at the capture's time step. Every CHUNK frames are compared with the capture's real
+          at the capture's time step (a world trained on shorter steps takes each frame's move
+          in several of them, World.move). Every CHUNK frames are compared with the capture's real
           frames on three statistics (chunk_stats):
             detail    high-frequency share (metrics.high_frequency_share), over the reference's
             contrast  luma standard deviation, over the reference's

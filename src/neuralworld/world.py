@@ -207,8 +207,16 @@ class World:
         self.steps += 1
         return frame
 
+    def move(self, controls) -> np.ndarray:
+        """One move (C,) -> the (H, W, 3) uint8 frame at its end. A pose move longer than the steps
+        the world was trained on is taken in several of them (ControlSchema.split_move), as the
+        page does; every frame on the way is pushed into memory."""
+        for c in self.schema.split_move(np.asarray(controls, np.float32).reshape(-1)):
+            frame = self.step(c)
+        return frame
+
     def rollout(self, start, controls, seed: int = 0) -> np.ndarray:
-        """reset(start, seed), then one step per row of controls (K, C) -> (K, H, W, 3) uint8."""
+        """reset(start, seed), then one move per row of controls (K, C) -> (K, H, W, 3) uint8."""
         self.reset(start, seed)
-        frames = [self.step(c) for c in controls]
+        frames = [self.move(c) for c in controls]
         return np.stack(frames) if frames else np.zeros((0, self.height, self.width, 3), np.uint8)
