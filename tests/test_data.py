@@ -52,6 +52,21 @@ def test_strided_and_standing_windows_get_the_controls_of_their_moves(walk):
     assert standing > 0 and strided > 0
 
 
+def test_standing_windows_keep_a_clean_memory(walk):
+    """Every memory frame is replaced by static, except in windows where the player stands:
+    their memory is the capture's own frames (smooth), their noise level 0."""
+    def roughness(memory):  # (B, 3 n, H, W) -> (B,) mean difference between neighbouring pixels
+        return (memory[..., 1:] - memory[..., :-1]).abs().mean(dim=(1, 2, 3))
+
+    sets = ["memory_static=1.0", "memory_noise=0.1", "brightness_jitter=0.0"]
+    moving, standing = preset(*sets, "still_fraction=0.0"), preset(*sets, "still_fraction=1.0")
+    data = load_captures([str(walk)], moving.net, moving.recipe.unroll)
+    b = sample_batch(data, moving.net, moving.recipe, step_generator(0, 0))
+    assert (roughness(b.memory[0]) > 0.2).all()  # static everywhere
+    b = sample_batch(data, standing.net, standing.recipe, step_generator(0, 0))
+    assert (roughness(b.memory[0]) < 0.1).all() and (b.noise_level == 0).all()
+
+
 @pytest.mark.parametrize("sync_free", [False, True])
 def test_memory_corruptions_at_their_rates(sync_free):
     """Both ways of corrupting memory (counting the frames to replace on the CPU; on a GPU

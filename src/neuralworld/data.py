@@ -19,7 +19,9 @@ have no time step among their controls: they are trained on consecutive frames o
 Standing still. Recordings are rarely still, but a player often is: with recipe.still_fraction
 a share of pose windows has the player stop at a frame of the window and stand there (the
 frames after it are that frame, their controls zero motion over the same time), so a world
-learns that standing still changes nothing.
+learns that standing still changes nothing. Their memory is left clean: with the corruptions
+below, the target of a standing step (the newest real frame) differs from the newest frame in
+memory, and the world learns to change a still view (to denoise it) instead of keeping it.
 
 The memory corruptions are the reference's stability fixes (Ollin Boer Bohan, "World Emulation
 via Neural Network", 2025: memory frames replaced by random static or black 1% of the time
@@ -211,6 +213,9 @@ def sample_batch(data: TrainingData, config: NetConfig, recipe: TrainRecipe, g: 
         gain = 1 + (2 * torch.rand(batch, generator=g, device=device) - 1) * recipe.brightness_jitter
         frames = (frames * gain[:, None, None, None, None]).clamp(0, 1)
     context, level = corrupt_memory_frames(frames[:, :window], recipe, g)
+    if data.moves is not None and recipe.still_fraction > 0:  # standing windows keep a clean memory
+        context = torch.where(still.to(device)[:, None, None, None, None], frames[:, :window], context)
+        level = torch.where(still.to(device), torch.zeros_like(level), level)
     noise = [draw_noise(g, config.noise_shapes(), batch, device) for _ in range(unroll)]
     out = Batch(memory_from_frames(context, layout), frames[:, window:], controls, noise, level)
     if config.objective == "flow":  # t uniform in (0, 1], a quarter at 1: where every sampler starts
