@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from neuralworld import export, metrics, play
-from neuralworld.player import integrate_sticks
+from neuralworld.player import PlayerState, integrate_sticks
 from neuralworld.world import World
 
 from player_worlds import (ShiftNet, action_schema, bar_column, bar_frames, pose_schema, save_world)
@@ -75,7 +75,7 @@ def pose_world(tmp_path_factory):
     w = World.load(world)
     net_only, _ = export.export_onnx(w.net, w.layout, w.height, w.width, w.schema, step=False)
     web = export.export_network(w.net, world / "web", layout=w.layout, height=w.height, width=w.width,
-                                schema=w.schema, start_frames=w.start_frames,
+                                schema=w.schema, start_frames=w.start_frames, meta={"start_attitude": [0.03, -0.05]},
                                 extra_models={"model.net.onnx": (net_only, {"precision": "float32", "memory": "outside"})})
     served = Served(web)
     yield world, served
@@ -280,17 +280,20 @@ def test_walker_mirrors_the_control_file_rules(browser, pose_world):
     sticks = np.array([[1, 0, 0, 0, 0, 0], [0.5, 0.7, 1, 0, 0, 0], [1, 0, -0.5, 0, 1, 1],
                        [-1, 0, 0, 0, 1, 0], [0, 0, 0, 1, 0, 0], [0, 0, 0, 0, 0, 0]], float)
     dt = 1 / 30
-    expected, _ = integrate_sticks(times, sticks, names, dt)
+    # the player starts with the start frames' roll and pitch (world.json's start_attitude)
+    expected, _ = integrate_sticks(times, sticks, names, dt, start=PlayerState.start(pitch=-0.05, roll=0.03))
     rows = [sticks[max(0, np.searchsorted(times, n * dt + 1e-9, side="right") - 1)].tolist() for n in range(len(expected))]
     got = np.array(page.evaluate("""async ([rows, dt]) => {
         const m = await import('./controls.js');
-        const w = new m.Walker(window.nw.meta.player_rules);  // the rules as export wrote them from player.py
+        // the rules and start attitude as export wrote them
+        const w = new m.Walker(window.nw.meta.player_rules, window.nw.meta.start_attitude);
         // the same sticks with the same signs as Python's
         return rows.map(([forward, strafe, turn, look, run, jump]) => Array.from(w.step(
             {forward, strafe, turn, look, run: run > 0.5, jump: jump > 0.5}, dt)));
     }""", [rows, dt]))
     assert np.abs(got - expected).max() < 1e-4
     assert np.ptp(expected[:, 11]) > 0.02 and np.ptp(expected[:, 7]) > 0.01  # it walked and jumped
+    assert np.allclose(expected[:, 12], 0.03) and expected[0, 13] == pytest.approx(-0.05)
     page.close()
 
 

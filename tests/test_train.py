@@ -10,7 +10,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from neuralworld.capture.format import open_capture
 from neuralworld.cli import main
+from neuralworld.geometry import roll_pitch
 from neuralworld.world import World
 from worldgen import moving_pattern
 
@@ -72,6 +74,10 @@ def test_pose_captures_train_pose_worlds(tmp_path, captures):
     assert train(captures["pose"], "-o", str(out), "--steps", "1", *MICRO) == 0
     world = World.load(out)
     assert world.schema.kind == "pose6dof" and world.schema.dim == 16
+    # the roll and pitch of the newest start frame's camera, where a player starts
+    newest = open_capture(captures["pose"]).poses[world.layout.window - 1]
+    assert np.allclose(world.start_attitude, roll_pitch(newest[:3, :3]), atol=1e-5)
+    assert json.loads((out / "world.json").read_text())["start_attitude"] == list(world.start_attitude)
     world.step(np.eye(4)[:3].reshape(12).tolist() + [0, 0, 0.05, 1])
 
 

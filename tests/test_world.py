@@ -43,6 +43,13 @@ def test_save_load_round_trip_gives_the_same_frames(tmp_path, rng):
     b = [loaded.step([0.2, 0.7]) for _ in range(3)]
     assert all(x.shape == (32, 32, 3) and x.dtype == np.uint8 for x in a)
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert loaded.start_attitude == (0.0, 0.0)  # level unless training said otherwise
+    World(world.net, SCHEMA, world.start_frames, start_attitude=(0.03, -0.05)).save(tmp_path / "tilted")
+    assert World.load(tmp_path / "tilted").start_attitude == (0.03, -0.05)
+    meta["start_attitude"] = ["up", 0]
+    (tmp_path / "w/world.json").write_text(json.dumps(meta))
+    with pytest.raises(UserError, match="start_attitude"):
+        World.load(tmp_path / "w")
 
 
 def test_step_pushes_its_frame_like_training(rng):

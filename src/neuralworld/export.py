@@ -466,7 +466,8 @@ def export_network(net: nn.Module, out_dir: Path, *, layout: MemoryLayout, heigh
     models = {"model.onnx": (float32, {"precision": "float32",
                                        "parity": check_parity(net, float32, checks, f"{out_dir} (float32)")})}
     # what the page will feed the model: calibration for int8, and unseen inputs to measure quality
-    played = quantize.played_inputs(net, layout, schema, start_frames)
+    played = quantize.played_inputs(net, layout, schema, start_frames,
+                                    start_attitude=(meta or {}).get("start_attitude", (0.0, 0.0)))
     calibration, held_out = played[::quantize.CALIBRATION_EVERY], played[2::quantize.CALIBRATION_EVERY]
     if fp16:
         halved = halve_weights(float32)
@@ -545,6 +546,7 @@ def export_world(world_dir: Path, out_dir: Path | None = None, fp16: bool = Fals
                           schema=world.schema, start_frames=world.start_frames, fp16=fp16, wasm=wasm,
                           webgpu_f16=webgpu_f16, force=force,
                           meta={"name": world_dir.resolve().name, "preset": world.preset,
+                                "start_attitude": list(world.start_attitude),
                                 "source": world_fingerprint(world_dir), "objective": world.config.objective,
                                 "sampler_steps": world.net.sampler_steps if world.config.objective == "flow" else None})
 

@@ -76,10 +76,11 @@ class PlayerState:
     yaw: float = 0.0
     pitch: float = 0.0
     ground: float = 0.0  # height of the ground under the player
+    roll: float = 0.0  # the camera's roll, held: a player does not roll (the world's start attitude)
 
     @classmethod
-    def start(cls, yaw: float = 0.0, pitch: float = 0.0) -> "PlayerState":
-        return cls(np.zeros(3), np.zeros(3), yaw, pitch, 0.0)
+    def start(cls, yaw: float = 0.0, pitch: float = 0.0, roll: float = 0.0) -> "PlayerState":
+        return cls(np.zeros(3), np.zeros(3), yaw, pitch, 0.0, roll)
 
     def pose(self) -> np.ndarray:
         return walk_pose(self.position, self.yaw, self.pitch)
@@ -117,7 +118,7 @@ def player_step(state: PlayerState, sticks: dict[str, float], dt: float, rules: 
     position = state.position + v * dt
     if position[2] < state.ground:  # landed
         position[2], v[2] = state.ground, 0.0
-    return PlayerState(position, v, yaw, pitch, state.ground)
+    return PlayerState(position, v, yaw, pitch, state.ground, state.roll)
 
 
 def integrate_sticks(times: np.ndarray, sticks: np.ndarray, names: list[str], dt: float,
@@ -127,7 +128,7 @@ def integrate_sticks(times: np.ndarray, sticks: np.ndarray, names: list[str], dt
     Frame n (1..N) is the world at time n * dt; the stick values used for the step into frame n
     are those of the last row whose t <= (n - 1) * dt. N defaults to the rows' duration / dt.
     Row 0 of the poses is the start (the last frame of the world's memory); control row n-1
-    leads from pose n-1 to pose n.
+    leads from pose n-1 to pose n. The poses have no roll; the controls carry the start's roll.
     """
     times = np.asarray(times, np.float64)
     sticks = np.asarray(sticks, np.float64).reshape(len(times), len(names))
@@ -141,6 +142,7 @@ def integrate_sticks(times: np.ndarray, sticks: np.ndarray, names: list[str], dt
         poses.append(state.pose())
     poses = np.stack(poses)
     controls = pose_controls(poses, np.arange(frames + 1) * dt)[1:]
+    controls[:, 12] = state.roll
     return controls, poses
 
 

@@ -44,15 +44,19 @@ QUALITY_MIN_DB = 40.0  # one-step PSNR against float32 below which a quantized m
 
 
 def played_inputs(net, layout: MemoryLayout, schema: ControlSchema, start_frames: np.ndarray,
-                  steps: int = CALIBRATION_STEPS, seed: int = 0) -> list[list[torch.Tensor]]:
+                  steps: int = CALIBRATION_STEPS, seed: int = 0, start_attitude=(0.0, 0.0)) -> list[list[torch.Tensor]]:
     """The inputs (controls, memory_0.., noise_0.., and a flow world's noise_x) of `steps` steps of the float network played
     from the start frames under the player's tour (pose worlds walk, turn, look, strafe, back up;
-    action worlds steer and throttle), at the world's trained time step nearest 1/15 s."""
-    from neuralworld.player import PlayerState, trained_time_step
+    action worlds steer and throttle), at the world's trained time step nearest 1/15 s, starting
+    with the start frames' (roll, pitch) as the page does."""
+    from neuralworld.geometry import camera_rotation, make_pose
+    from neuralworld.player import trained_time_step
     from neuralworld.world import frames_to_tensor
 
     dt = trained_time_step(schema, 1 / 15)
-    controls, _, _ = tour_controls(schema, dt, steps, PlayerState.start().pose())  # from where the page starts
+    roll, pitch = start_attitude
+    start = make_pose(camera_rotation(0.0, pitch, roll), np.zeros(3))  # where the page starts
+    controls, _, _ = tour_controls(schema, dt, steps, start)
     memory = memory_from_frames(frames_to_tensor(np.asarray(start_frames)[None]), layout)
     generator = torch.Generator().manual_seed(seed)
     out = []

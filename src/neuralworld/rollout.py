@@ -71,7 +71,7 @@ def run(args) -> int:
     from neuralworld.controls_file import read_control_file
     from neuralworld.fileio import check_new_output
     from neuralworld.heldout import held_out
-    from neuralworld.player import trained_time_step
+    from neuralworld.player import PlayerState, trained_time_step
     from neuralworld.report import side_by_side, write_mp4
     from neuralworld.world import World
 
@@ -96,8 +96,9 @@ def run(args) -> int:
         fps = args.fps or (data.capture.fps if data.capture.fps > 0 else 15.0)
     else:
         fps = args.fps or 15.0
+        roll, pitch = world.start_attitude  # sticks start where the start frames' camera looked
         controls = read_control_file(Path(args.controls), world.schema, trained_time_step(world.schema, 1.0 / fps),
-                                     args.frames)
+                                     args.frames, PlayerState.start(pitch=pitch, roll=roll))
         start, data, s = None, None, 0
 
     frames = world.rollout(start, tqdm(controls, desc="rollout", unit="frame"), seed=args.seed)

@@ -311,7 +311,11 @@ class TrainingRun:
             (self.folder / "previews").mkdir(parents=True, exist_ok=True)
             self.log = MetricsLog(self.folder / "metrics.csv", self.step if options.resume else None)
             self.val = validation_set(self.data, self.config)
-        self.start_frames = self.data.frames[:self.config.layout.window].cpu().numpy()
+        window = self.config.layout.window
+        self.start_frames = self.data.frames[:window].cpu().numpy()
+        # the roll and pitch of the newest start frame: the move out of it carries them (controls.py)
+        moves = self.data.moves
+        self.start_attitude = tuple(moves[1, window, 12:14].tolist()) if moves is not None else (0.0, 0.0)
         self.t0 = time.time()
 
     def elapsed(self) -> float:
@@ -322,7 +326,8 @@ class TrainingRun:
         new run makes its folder OUTPUT."""
         net, data = self.trainer.ema.net, self.data
         result = validate(net, self.val, self.dev)
-        world = World(net, data.schema, self.start_frames, self.preset.name, self.summary, device=self.dev)
+        world = World(net, data.schema, self.start_frames, self.preset.name, self.summary, device=self.dev,
+                      start_attitude=self.start_attitude)
         real, generated = free_rollout(world, data)
         pred = (result.pop("pred")[:8].permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
         targets = (self.val[2][:8].permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)

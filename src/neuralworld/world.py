@@ -65,12 +65,15 @@ class World:
     the copy-the-last-frame baseline (model/network.CopyLastNet)."""
 
     def __init__(self, net, schema: ControlSchema, start_frames: np.ndarray, preset: str | None = None,
-                 summary: dict | None = None, device="cpu"):
+                 summary: dict | None = None, device="cpu", start_attitude=(0.0, 0.0)):
         self.device = torch.device(device)
         self.net = net.to(self.device).eval()
         self.config: NetConfig = net.config
         self.schema = schema
         self.start_frames = np.array(start_frames, np.uint8)  # a copy: captures are memory-mapped read-only
+        # (roll, pitch) in radians of the camera that took the newest start frame: a player starting
+        # from the start frames starts with them (a level player would tell the world it had tilted)
+        self.start_attitude = (float(start_attitude[0]), float(start_attitude[1]))
         self.preset = preset
         self.summary = summary or {}
         self.generator = torch.Generator().manual_seed(0)
@@ -139,7 +142,12 @@ class World:
             if not 1 <= sampler_steps <= 16:
                 raise UserError(f"--sampler-steps {sampler_steps}: give 1..16")
             net.sampler_steps = sampler_steps
-        return cls(net, schema, start, meta.get("preset"), meta.get("training"), device)
+        attitude = meta.get("start_attitude", [0.0, 0.0])  # worlds written before it: level
+        if not (isinstance(attitude, list) and len(attitude) == 2
+                and all(isinstance(a, (int, float)) and np.isfinite(a) for a in attitude)):
+            raise UserError(f"{path}/world.json: start_attitude {attitude!r} is not two finite numbers (roll, "
+                            "pitch in radians; the world folder is damaged: train it again)")
+        return cls(net, schema, start, meta.get("preset"), meta.get("training"), device, attitude)
 
     def to_json(self) -> dict:
         return {
@@ -149,6 +157,7 @@ class World:
             "controls": self.schema.to_json(),
             "memory": self.layout.to_json(),
             "height": self.height, "width": self.width,
+            "start_attitude": list(self.start_attitude),
             "training": self.summary,
         }
 

@@ -104,8 +104,8 @@ export function cameraRotation(yaw, pitch) {
 }
 
 // The 16 numbers for moving from pose (R0, p0) to (R1, p1): rows of [R0^T R1 | R0^T (p1 - p0)],
-// then the previous pose's roll (0 here) and pitch, dt and valid.
-export function poseControl(R0, p0, R1, p1, prevPitch, dt) {
+// then the previous pose's roll and pitch, dt and valid.
+export function poseControl(R0, p0, R1, p1, roll, prevPitch, dt) {
   const out = new Float32Array(16);
   const dp = [p1[0] - p0[0], p1[1] - p0[1], p1[2] - p0[2]];
   for (let i = 0; i < 3; i++) {
@@ -116,19 +116,20 @@ export function poseControl(R0, p0, R1, p1, prevPitch, dt) {
     }
     out[i * 4 + 3] = R0[i] * dp[0] + R0[3 + i] * dp[1] + R0[6 + i] * dp[2];
   }
-  out[12] = 0; out[13] = prevPitch; out[14] = dt; out[15] = 1;
+  out[12] = roll; out[13] = prevPitch; out[14] = dt; out[15] = 1;
   return out;
 }
 
 export class Walker {
-  // rules: world.json "player_rules" (player.PlayerRules as JSON)
-  constructor(rules) { this.rules = rules; this.reset(); }
+  // rules: world.json "player_rules" (player.PlayerRules as JSON); attitude: [roll, pitch] of the
+  // world's newest start frame (world.json "start_attitude"), where the player starts looking
+  constructor(rules, attitude = [0, 0]) { this.rules = rules; this.attitude = attitude; this.reset(); }
 
   reset() {
     this.position = [0, 0, 0]; // metres, world z up; z = height of a jump above the ground
     this.velocity = [0, 0, 0];
     this.yaw = 0;
-    this.pitch = 0;
+    [this.roll, this.pitch] = this.attitude; // the roll is held (player.PlayerState.roll)
   }
 
   // Advance by dt seconds under input reading `r`; returns the 16-number control.
@@ -158,7 +159,7 @@ export class Walker {
     else if (!grounded) this.velocity[2] -= W.gravity * dt;
     for (let i = 0; i < 3; i++) this.position[i] += this.velocity[i] * dt;
     if (this.position[2] < 0) { this.position[2] = 0; this.velocity[2] = 0; } // landed
-    return poseControl(R0, p0, cameraRotation(this.yaw, this.pitch), this.position, pitch0, dt);
+    return poseControl(R0, p0, cameraRotation(this.yaw, this.pitch), this.position, this.roll, pitch0, dt);
   }
 }
 
@@ -208,6 +209,6 @@ export class ActionDriver {
   }
 }
 
-export function makeDriver(schema, rules) {
-  return schema.kind === 'actions' ? new ActionDriver(schema) : new Walker(rules);
+export function makeDriver(schema, rules, attitude) {
+  return schema.kind === 'actions' ? new ActionDriver(schema) : new Walker(rules, attitude);
 }

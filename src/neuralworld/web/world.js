@@ -115,7 +115,7 @@ export class World {
     canvas.width = meta.width;
     canvas.height = meta.height;
     this.ctx = canvas.getContext('2d');
-    this.driver = makeDriver(meta.controls, meta.player_rules);
+    this.driver = makeDriver(meta.controls, meta.player_rules, meta.start_attitude || [0, 0]);
     this.reading = { forward: 0, strafe: 0, turn: 0, look: 0, run: false, jump: false };
     this.mouse = [0, 0]; // pixels moved since the last step
     this.random = Math.random;
