@@ -140,11 +140,11 @@ def test_exports_only_when_missing_or_stale(tmp_path, capsys):
 
 @needs_runtime
 @pytest.mark.slow
-def test_command_prints_the_url_and_stops_on_ctrl_c(tmp_path):
+def test_command_prints_the_url_and_stops_on_ctrl_c(tmp_path, interruptible):
     world = save_world(tmp_path / "world")
     play.web_folder_for(world)  # exported here, so the command only serves
     proc = subprocess.Popen([sys.executable, "-m", "neuralworld", "play", str(world), "--port", "0", "--no-browser"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=interruptible)
     try:
         deadline = time.time() + 60
         line = ""

@@ -347,7 +347,7 @@ def test_sensor_log_parser(tmp_path):
             read_phone_sensors(tmp_path / bad)
 
 
-def test_command_serves_until_ctrl_c_and_keeps_finished_recordings(tmp_path):
+def test_command_serves_until_ctrl_c_and_keeps_finished_recordings(tmp_path, interruptible):
     import re
     import signal
     import subprocess
@@ -355,7 +355,7 @@ def test_command_serves_until_ctrl_c_and_keeps_finished_recordings(tmp_path):
 
     out = tmp_path / "rec"
     proc = subprocess.Popen([sys.executable, "-m", "neuralworld", "record", "-o", str(out), "--port", "0", "--no-import"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, preexec_fn=interruptible)
     try:
         lines = []
         while not any("?token=" in line for line in lines):
