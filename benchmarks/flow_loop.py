@@ -12,7 +12,6 @@ WebAssembly backend (onnxruntime-web from the player's own files). Prints frames
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import io
 import json
@@ -24,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
+from flow_speed import parse_args  # the sibling benchmark's options
+from torch import nn
 
 from neuralworld import bench
 from neuralworld.model.config import get_preset
@@ -156,14 +156,8 @@ def chromium_fps(folder: Path, jobs: list[tuple[str, int]], threads: int, second
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", default="forest")
-    parser.add_argument("--steps", default="1,2,4", help="sampler steps K to measure, comma separated")
-    parser.add_argument("--threads", default="1,2")
-    parser.add_argument("--seconds", type=float, default=3.0)
-    args = parser.parse_args()
-    steps = [int(k) for k in args.steps.split(",")]
-    threads = [int(t) for t in args.threads.split(",")]
+    args = parse_args(__doc__)
+    steps, threads = args.steps, args.threads
     config = dataclasses.replace(get_preset(args.preset).net, objective="flow")
     net, schema, _ = bench.random_world(config)
     levels = len(config.memory_frames)

@@ -18,19 +18,28 @@ from neuralworld import bench
 from neuralworld.model.config import get_preset
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(doc: str) -> argparse.Namespace:
+    """The options of the flow speed benchmarks (this one and flow_loop.py); steps and threads as
+    lists of whole numbers."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="forest")
     parser.add_argument("--steps", default="1,2,4", help="sampler steps K to measure, comma separated")
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--seconds", type=float, default=3.0)
     args = parser.parse_args()
-    threads = [int(t) for t in args.threads.split(",")]
+    args.steps = [int(k) for k in args.steps.split(",")]
+    args.threads = [int(t) for t in args.threads.split(",")]
+    return args
+
+
+def main() -> None:
+    args = parse_args(__doc__)
+    threads = args.threads
     bench.LEVERS = [lever for lever in bench.LEVERS if lever[0] == "all"]  # the page as it plays
     bench.NATIVE = [n for n in bench.NATIVE if n[0].startswith("step")]
     peaks = {t: bench.machine_peak_gflops(t) for t in threads}
     preset = get_preset(args.preset)
-    variants = [("regression", None)] + [("flow", int(k)) for k in args.steps.split(",")]
+    variants = [("regression", None)] + [("flow", k) for k in args.steps]
     rows = []
     for objective, k in variants:
         config = dataclasses.replace(preset.net, objective=objective, **({"sampler_steps": k} if k else {}))
