@@ -167,3 +167,61 @@ def test_upsampling_starts_as_nearest_neighbour():
         y = up(torch.randn(2, up[0].in_channels, 3, 5))  # (2, C, 3f, 5f)
         blocks = y.unflatten(2, (3, f)).unflatten(4, (5, f))  # (2, C, 3, f, 5, f)
         torch.testing.assert_close(blocks, blocks[:, :, :, :1, :, :1].expand_as(blocks))
+
+
+def _move(rotation=None, translation=(0.0, 0.0, 0.0)) -> torch.Tensor:
+    """(1, 16) pose controls of one move: rotation (3, 3) and translation in the old camera's axes."""
+    c = torch.zeros(1, 16)
+    R = torch.eye(3) if rotation is None else torch.as_tensor(rotation, dtype=torch.float32)
+    c[0, :12] = torch.cat([R, torch.tensor(translation, dtype=torch.float32)[:, None]], 1).reshape(12)
+    return c
+
+
+def test_move_warp_turns_and_zooms_the_view():
+    import math
+
+    from neuralworld.model.network import MoveWarp
+
+    warp = MoveWarp(48, 64, focal=0.75)  # 48 pixels of focal length
+    bar = torch.zeros(1, 3, 48, 64)
+    bar[..., 30:34] = 1.0  # a vertical bar, columns 30..33
+    torch.testing.assert_close(warp(bar, _move()), bar, atol=1e-4, rtol=0)  # standing still: the same frame
+    turn = math.radians(5)  # turning right (about the camera's y axis, which points down)
+    R = [[math.cos(turn), 0, math.sin(turn)], [0, 1, 0], [-math.sin(turn), 0, math.cos(turn)]]
+    columns = torch.nonzero(warp(bar, _move(R))[0, 0, 24] > 0.5).flatten()
+    shift = round(48 * math.tan(turn))  # 4 pixels: the view moves left
+    assert columns.tolist() == list(range(30 - shift, 34 - shift))
+    square = torch.zeros(1, 3, 48, 64)
+    square[..., 20:28, 28:36] = 1.0  # centred on the principal point (31.5, 23.5)
+    closer = warp(square, _move(translation=(0.0, 0.0, 1.0)))  # a metre forward: the plane is nearer
+    assert (closer[0, 0] > 0.5).sum() > 1.5 * (square[0, 0] > 0.5).sum()
+
+
+def test_warped_world_starts_as_the_newest_frame_warped_by_the_move():
+    config = dataclasses.replace(MICRO, warp="base", focal=0.7)
+    net = WorldNet(config, POSE).eval()
+    _, memory, noise = example_inputs(config, 16, batch=1)
+    move = _move(translation=(0.1, 0.0, 0.3))
+    torch.testing.assert_close(net(move, memory, noise), net.warp(memory[0][:, -3:], move).clamp(0, 1))
+    with pytest.raises(UserError, match="warp: needs a pose world"):
+        WorldNet(config, ControlSchema.identity(ACTION_KIND))
+    beside = WorldNet(dataclasses.replace(config, warp="input"), POSE).eval()  # the warped frame as an input only
+    assert torch.equal(beside(move, memory, noise), memory[0][:, -3:])
+
+
+
+def test_catmull_rom_sampling_is_exact_at_whole_pixels_and_never_sharpens():
+    """Free play resamples every step: whole-pixel moves copy pixels, and a half-pixel move back
+    and forth many times softens the view (gain <= 1) where grid_sample's a = -3/4 cubic grows it."""
+    from neuralworld.model.network import catmull_rom_sample
+
+    torch.manual_seed(0)
+    frame = torch.rand(1, 3, 12, 16)
+    v, u = torch.meshgrid(torch.arange(12.0), torch.arange(16.0), indexing="ij")
+    uv = torch.stack([u, v], -1).reshape(1, -1, 2)
+    shifted = catmull_rom_sample(frame, uv + torch.tensor([2.0, 1.0]))
+    torch.testing.assert_close(shifted[..., :-1, :-2], frame[..., 1:, 2:])
+    soft = frame
+    for k in range(100):
+        soft = catmull_rom_sample(soft, uv + torch.tensor([0.5 if k % 2 == 0 else -0.5, 0.0]))
+    assert soft.std() < frame.std() and soft.min() >= 0 and soft.max() <= 1

@@ -207,6 +207,18 @@ def test_a_flow_world_samples_in_the_page_as_in_python(browser, tmp_path):
         served.stop()
 
 
+def test_a_warping_world_moves_its_view_in_the_page_as_in_python(browser, tmp_path):
+    """The move's homography and the Catmull-Rom gathers run inside the model, frame for frame."""
+    world = save_world(tmp_path / "warp", pose_schema(), seed=7, warp="base")
+    served = Served(export.export_world(world))
+    try:
+        page = open_page(browser, served.url + "?model=model.onnx")
+        assert_matches_python(page, world)
+        page.close()
+    finally:
+        served.stop()
+
+
 @pytest.mark.slow
 def test_webgpu_matches_python_where_chromium_has_an_adapter(playwright, pose_world):
     """Chromium's software WebGPU (SwiftShader) stands in for a GPU: same frames as Python."""

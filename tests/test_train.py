@@ -81,6 +81,16 @@ def test_pose_captures_train_pose_worlds(tmp_path, captures):
     world.step(np.eye(4)[:3].reshape(12).tolist() + [0, 0, 0.05, 1])
 
 
+def test_warp_takes_the_capture_camera_and_action_worlds_go_without(tmp_path, captures):
+    camera = moving_pattern(tmp_path / "camera", frames=30, seed=2, kind="pose",
+                            intrinsics={"fx": 24.0, "fy": 24.0, "cx": 15.5, "cy": 15.5})
+    assert train(str(camera), "-o", str(tmp_path / "pose"), "--steps", "1", *MICRO, "--set", "warp=input") == 0
+    config = World.load(tmp_path / "pose").config
+    assert config.warp == "input" and config.focal == pytest.approx(24.0 / 32)
+    assert train(captures["a"], "-o", str(tmp_path / "car"), "--steps", "1", *MICRO, "--set", "warp=input") == 0
+    assert World.load(tmp_path / "car").config.warp == "off"  # no move to warp by
+
+
 def test_training_preview_and_rollout_command_draw_the_same_frames(tmp_path, captures):
     """One rollout engine, one noise source: the preview's free rollout (held-out start of
     capture a, recorded controls, seed 0) is what `neuralworld rollout --seed 0` draws."""

@@ -6,7 +6,7 @@ import numpy as np
 from neuralworld.capture.format import CaptureWriter
 
 
-def moving_pattern(path, frames=60, size=32, seed=0, kind="actions", force=False):
+def moving_pattern(path, frames=60, size=32, seed=0, kind="actions", force=False, intrinsics=None):
     from scipy.ndimage import gaussian_filter
 
     rng = np.random.default_rng(seed)
@@ -25,7 +25,8 @@ def moving_pattern(path, frames=60, size=32, seed=0, kind="actions", force=False
         elif kind == "pose":
             poses = np.tile(np.eye(4), (frames, 1, 1))
             poses[:, 0, 3], poses[:, 1, 3] = pos[:, 1] * 0.1, pos[:, 0] * 0.1
-            w.finish(times, source="moving-pattern", fps=20.0, poses=poses, motion_source="synthetic")
+            w.finish(times, source="moving-pattern", fps=20.0, poses=poses, motion_source="synthetic",
+                     intrinsics=intrinsics)
         else:
             w.finish(times, source="moving-pattern", fps=20.0)
     return path

@@ -45,7 +45,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from neuralworld.argtypes import size_type
-from neuralworld.controls import ControlSchema
+from neuralworld.controls import POSE_KIND, ControlSchema
 from neuralworld.data import TrainingData, load_captures, sample_batch, step_generator, validation_set
 from neuralworld.errors import UserError
 from neuralworld.model.config import PRESETS, NetConfig, Preset, TrainRecipe, get_preset
@@ -279,6 +279,12 @@ class TrainingRun:
         self.preset, self.config, self.recipe = preset, preset.net, preset.recipe
         self.data = load_captures(captures, self.config, self.recipe.unroll, options.val_fraction, device=dev,
                                   frame_skip=self.recipe.frame_skip)
+        if self.config.warp != "off" and state is None:
+            if self.data.schema.kind != POSE_KIND:  # an action world has no move to warp by
+                preset = preset.with_fields(warp="off")
+            elif "focal" in self.data.summary:  # the capture's camera
+                preset = preset.with_fields(focal=self.data.summary["focal"])
+            self.preset, self.config = preset, preset.net
         if state is not None:
             saved = [c["frames"] for c in state["summary"]["captures"]]
             given = [c["frames"] for c in self.data.summary["captures"]]

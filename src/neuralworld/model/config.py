@@ -68,6 +68,10 @@ class NetConfig:
     decoder_blocks: tuple[int, ...] = (1, 1, 2, 2)  # residual blocks per scale on the way up (decoder-heavy; flat8: their sum)
     channel_mult: float = 1.0  # multiplies every channel count (the "bigger network" rung of the ladder)
     residual: bool = True  # predict a change to the newest memory frame instead of a whole frame
+    # pose worlds: the newest frame warped by the move (network.MoveWarp) joins the inputs ("input"),
+    # or is also what the network's change is added to ("base"); "off": neither
+    warp: str = "off"
+    focal: float = 0.7  # warp: the camera's focal length over the frame width (the capture's, set at training)
     noise_level_input: bool = False  # the network is told how noisy its memory is (training's memory_noise; GameNGen)
     play_noise_level: float = 0.0  # the level it is told at play, where memory is not noised
     objective: str = "regression"  # "regression": one prediction per frame; "flow": sampled by flow matching
@@ -84,6 +88,9 @@ class NetConfig:
             raise UserError(f"control_mode {self.control_mode!r}: expected '6dof' or '2d'")
         if self.network not in ("unet", "flat8"):
             raise UserError(f"network {self.network!r}: expected 'unet' or 'flat8'")
+        if self.warp not in ("off", "input", "base") or not self.focal > 0:
+            raise UserError(f"warp {self.warp!r}, focal {self.focal}: expected 'off', 'input' or 'base', and a focal "
+                            "length above 0")
         if self.objective not in ("regression", "flow") or not 1 <= self.sampler_steps <= 16:
             raise UserError(f"objective {self.objective!r}, sampler_steps {self.sampler_steps}: expected "
                             "'regression' or 'flow', and 1..16 steps")

@@ -23,7 +23,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from neuralworld.controls import ControlSchema
+from neuralworld.controls import POSE_KIND, ControlSchema
+from neuralworld.errors import UserError
 from neuralworld.engine import draw_noise
 from neuralworld.model.config import NetConfig
 
@@ -127,6 +128,69 @@ class UNetBody(nn.Module):
         return self.out(act(x))  # (B, 3, H, W)
 
 
+class MoveWarp(nn.Module):
+    """The newest frame as the camera sees it after the move, assuming every pixel lies on a plane
+    facing the new camera at one depth: the plane-induced homography H = K (R + t e3^T / d) K^-1
+    (Hartley & Zisserman, "Multiple View Geometry", 2nd ed., 13.1), which is exact for rotation and
+    approximate for translation; the inverse depth 1/d is learned (it starts at 1/4 m). Pixels the
+    old view did not hold repeat its border; the network redraws them. The move is the control
+    vector's relative pose (controls.py: frame i's camera in frame i-1's axes, rows of [R | t]).
+    As in motion-compensated prediction of video codecs, the network then predicts only what the
+    warp gets wrong: parallax, what comes into view, and the rest of the world's change."""
+
+    def __init__(self, height: int, width: int, focal: float):
+        super().__init__()
+        f = focal * width  # pixels; square pixels, principal point at the centre
+        K = torch.tensor([[f, 0.0, (width - 1) / 2], [0.0, f, (height - 1) / 2], [0.0, 0.0, 1.0]])
+        self.register_buffer("K", K, persistent=False)
+        self.register_buffer("K_inv", torch.linalg.inv(K), persistent=False)
+        v, u = torch.meshgrid(torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32),
+                              indexing="ij")
+        pixels = torch.stack([u, v, torch.ones_like(u)], -1).reshape(-1, 3)  # (H W, 3) homogeneous
+        self.register_buffer("pixels", pixels, persistent=False)
+        self.register_buffer("size", torch.tensor([width, height], dtype=torch.float32), persistent=False)
+        self.inverse_depth = nn.Parameter(torch.tensor(0.25))
+        self.height, self.width = height, width
+
+    def forward(self, frame: torch.Tensor, controls: torch.Tensor) -> torch.Tensor:
+        """frame (B, 3, H, W), controls (B, C) raw -> frame (B, 3, H, W) warped by the move."""
+        move = controls[:, :12].reshape(-1, 3, 4)
+        e3 = torch.tensor([0.0, 0.0, 1.0], device=controls.device)
+        plane = move[:, :, :3] + move[:, :, 3:] * e3 * self.inverse_depth  # (B, 3, 3): R + t e3^T / d
+        H = self.K @ plane @ self.K_inv  # new pixel -> old pixel
+        old = self.pixels @ H.transpose(1, 2)  # (B, H W, 3)
+        uv = old[..., :2] / old[..., 2:].clamp_min(1e-3)
+        return catmull_rom_sample(frame, uv)
+
+
+def catmull_rom_sample(frame: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
+    """frame (B, C, H, W) sampled at pixel coordinates uv (B, H W, 2) (x, y; pixel centres at
+    whole numbers; outside, the border repeats) -> (B, C, H, W), with the Catmull-Rom cubic
+    (Keys, "Cubic convolution interpolation for digital image processing", 1981, a = -1/2).
+
+    Free play resamples the view at every step: bilinear weights blur a little each time (soup
+    within 2 s at 60 steps a second), and the a = -3/4 cubic of grid_sample amplifies some
+    frequencies (by up to 3% at a half-pixel shift), which free play grew into colour blobs; this
+    cubic's gain stays at or below 1 (docs/MEASURED.md). Gathers of 16 neighbours: plain ONNX."""
+    b, c, h, w = frame.shape
+    base = torch.floor(uv)
+    frac = uv - base  # (B, N, 2)
+    taps = []
+    for k in range(4):  # weights of the neighbours at offsets -1, 0, 1, 2 (Keys, a = -1/2)
+        d = (frac - (k - 1)).abs()
+        taps.append(torch.where(d < 1, 1.5 * d ** 3 - 2.5 * d ** 2 + 1,
+                                torch.where(d < 2, -0.5 * d ** 3 + 2.5 * d ** 2 - 4 * d + 2, torch.zeros_like(d))))
+    flat = frame.reshape(b, c, h * w)
+    out = 0
+    for j in range(4):
+        y = (base[..., 1] + (j - 1)).clamp(0, h - 1)
+        for i in range(4):
+            x = (base[..., 0] + (i - 1)).clamp(0, w - 1)
+            index = (y * w + x).long()[:, None, :].expand(b, c, -1)  # (B, C, N)
+            out = out + torch.gather(flat, 2, index) * (taps[i][..., 0] * taps[j][..., 1])[:, None, :]
+    return out.reshape(b, c, h, w)
+
+
 def icnr_(conv: nn.Conv2d, factor: int) -> None:
     """ICNR initialisation (Aitken et al., "Checkerboard artifact free sub-pixel convolution", 2017):
     the factor^2 sub-pixel channels that PixelShuffle puts into one output channel start equal, so the
@@ -181,7 +245,13 @@ class WorldNet(nn.Module):
         inputs = len(index) + (1 if config.noise_level_input else 0) + (1 if self.flow else 0)
         self.control_mlp = nn.Sequential(nn.Linear(inputs, e), nn.LeakyReLU(NEGATIVE_SLOPE),
                                          nn.Linear(e, e), nn.LeakyReLU(NEGATIVE_SLOPE))
-        extra = 3 if self.flow else 0  # flow: the noisy frame x_t joins at full size
+        # flow: the noisy frame x_t joins at full size; warp: the newest frame warped by the move
+        extra = (3 if self.flow else 0) + (3 if config.warp != "off" else 0)
+        self.warp = None
+        if config.warp != "off":
+            if schema.kind != POSE_KIND:
+                raise UserError(f"warp: needs a pose world (these controls are {schema.kind})")
+            self.warp = MoveWarp(config.height, config.width, config.focal)
         self.body = UNetBody(config, e, extra) if config.network == "unet" else Flat8Body(config, e, extra)
         if config.residual:  # start as copy-the-last-frame
             last = self.body.out if config.network == "unet" else self.body.up[0]
@@ -209,6 +279,12 @@ class WorldNet(nn.Module):
                 noise_level = torch.full((c.shape[0],), self.config.play_noise_level, device=c.device)
             c = torch.cat([c, NOISE_LEVEL_SCALE * noise_level[:, None].to(c.dtype)], 1)  # (B, C' + 1)
         maps = list(noise[:len(memory)])
+        newest = memory[0][:, -3:]
+        if self.warp is not None:  # where the newest frame's pixels land after the move
+            warped = self.warp(newest, controls)
+            maps[0] = torch.cat([maps[0], warped], 1)
+            if self.config.warp == "base":
+                newest = warped
         if self.flow:
             c = torch.cat([c, t[:, None].to(c.dtype)], 1)
             maps[0] = torch.cat([maps[0], x_t], 1)  # (B, 1 + 3, H, W)
@@ -216,7 +292,7 @@ class WorldNet(nn.Module):
         out = self.body(memory, maps, cond)  # (B, 3, H, W)
         if not self.config.residual:
             return torch.sigmoid(out)
-        out = memory[0][:, -3:] + out  # a change to the newest frame in memory
+        out = newest + out  # a change to the newest frame in memory (warp "base": warped by the move)
         if self.training:  # straight-through clamp: overshooting pixels still get a gradient
             return out + (out.clamp(0.0, 1.0) - out).detach()
         return out.clamp(0.0, 1.0)
