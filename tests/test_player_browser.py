@@ -195,21 +195,12 @@ def test_reduced_precision_models_stay_close_to_python(browser, pose_world, mode
     page.close()
 
 
-def test_a_flow_world_samples_in_the_page_as_in_python(browser, tmp_path):
-    """The sampler's steps and its Gaussian noise made from the page's uniforms, frame for frame."""
-    world = save_world(tmp_path / "flow", pose_schema(), seed=6, objective="flow", sampler_steps=2)
-    served = Served(export.export_world(world))
-    try:
-        page = open_page(browser, served.url + "?model=model.onnx")
-        assert_matches_python(page, world)
-        page.close()
-    finally:
-        served.stop()
-
-
-def test_a_warping_world_moves_its_view_in_the_page_as_in_python(browser, tmp_path):
-    """The move's homography and the Catmull-Rom gathers run inside the model, frame for frame."""
-    world = save_world(tmp_path / "warp", pose_schema(), seed=7, warp="base")
+@pytest.mark.parametrize("fields", [{"objective": "flow", "sampler_steps": 2}, {"warp": "base"}],
+                         ids=["flow-sampler", "warp-by-the-move"])
+def test_worlds_with_more_inside_their_step_play_in_the_page_as_in_python(browser, tmp_path, fields):
+    """Frame for frame: a flow world's sampler steps and the Gaussian noise made from the page's
+    uniforms; a warping world's homography and Catmull-Rom gathers."""
+    world = save_world(tmp_path / "world", pose_schema(), seed=6, **fields)
     served = Served(export.export_world(world))
     try:
         page = open_page(browser, served.url + "?model=model.onnx")

@@ -24,8 +24,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from neuralworld.controls import POSE_KIND, ControlSchema
-from neuralworld.errors import UserError
 from neuralworld.engine import draw_noise
+from neuralworld.errors import UserError
 from neuralworld.model.config import NetConfig
 
 NOISE_LEVEL_SCALE = 10.0  # the memory's noise level (std in 0..1 units) enters the control MLP times this
@@ -148,7 +148,6 @@ class MoveWarp(nn.Module):
                               indexing="ij")
         pixels = torch.stack([u, v, torch.ones_like(u)], -1).reshape(-1, 3)  # (H W, 3) homogeneous
         self.register_buffer("pixels", pixels, persistent=False)
-        self.register_buffer("size", torch.tensor([width, height], dtype=torch.float32), persistent=False)
         self.inverse_depth = nn.Parameter(torch.tensor(0.25))
         self.height, self.width = height, width
 
