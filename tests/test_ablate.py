@@ -3,10 +3,17 @@ import json
 import numpy as np
 import pytest
 
-from neuralworld.ablate import ladder
+from neuralworld.ablate import hold_ladder, ladder
 from neuralworld.capture.format import CaptureWriter, open_capture
 from neuralworld.cli import main
 from neuralworld.model.config import PRESETS
+
+
+def test_the_warp_is_a_rung_of_the_hold_ladder_and_no_part_of_the_earlier_recipes():
+    assert {c.net.warp for _, _, c in ladder(PRESETS["tiny"])} == {"off"}
+    hold = {name: c.net for name, _, c in hold_ladder(PRESETS["tiny"])}
+    assert hold["today"].warp == "off" and hold["standing"].warp == "off"
+    assert hold["warp"].warp == "input" and hold["all"].warp == "input"
 
 
 def write_capture(path, n=64, size=16):

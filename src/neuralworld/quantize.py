@@ -127,10 +127,12 @@ def drop_channel_padding(model_bytes: bytes) -> bytes:
                             or any(a.name == "group" and a.i != 1 for a in c.attribute) for c in convs):
             continue
         for conv in convs:
-            w = numpy_helper.to_array(inits[conv.input[1]])
-            kept = numpy_helper.from_array(w[:, :w.shape[1] - int(pads[5])].copy(), conv.input[1] + "_unpadded")
-            graph.initializer.append(kept)
-            conv.input[0], conv.input[1] = pad.input[0], kept.name
+            name = conv.input[1] + "_unpadded"
+            if name not in inits:  # one weight may meet several pads (a flow sampler's steps)
+                w = numpy_helper.to_array(inits[conv.input[1]])
+                inits[name] = numpy_helper.from_array(w[:, :w.shape[1] - int(pads[5])].copy(), name)
+                graph.initializer.append(inits[name])
+            conv.input[0], conv.input[1] = pad.input[0], name
         drop.append(pad)
     for pad in drop:
         graph.node.remove(pad)

@@ -238,10 +238,21 @@ def train_world(captures, output, preset: Preset | str | None = "tiny", options:
             dist.destroy_process_group()
 
 
+def fit_to_captures(preset: Preset, kind: str, summary: dict) -> Preset:
+    """The fields training takes from the captures: a warping network warps with the capture's
+    focal length (summary "focal", from its intrinsics), and not at all in an action world (no move)."""
+    if preset.net.warp == "off":
+        return preset
+    if kind != POSE_KIND:
+        return preset.with_fields(warp="off")
+    return preset.with_fields(focal=summary["focal"]) if "focal" in summary else preset
+
+
 def _differences(given: Preset | None, saved: Preset, options: TrainOptions, state: dict) -> list[str]:
     """What a --resume was given that is not the checkpoint's run: 'field X (given Y)' strings."""
     out = []
     if given is not None:
+        given = fit_to_captures(given, state["schema"]["kind"], state["summary"])
         if given.name != saved.name:
             out.append(f"preset {saved.name} (given {given.name})")
         for mine, theirs in ((given.net.to_json(), saved.net.to_json()),
@@ -279,11 +290,8 @@ class TrainingRun:
         self.preset, self.config, self.recipe = preset, preset.net, preset.recipe
         self.data = load_captures(captures, self.config, self.recipe.unroll, options.val_fraction, device=dev,
                                   frame_skip=self.recipe.frame_skip)
-        if self.config.warp != "off" and state is None:
-            if self.data.schema.kind != POSE_KIND:  # an action world has no move to warp by
-                preset = preset.with_fields(warp="off")
-            elif "focal" in self.data.summary:  # the capture's camera
-                preset = preset.with_fields(focal=self.data.summary["focal"])
+        if state is None:
+            preset = fit_to_captures(preset, self.data.schema.kind, self.data.summary)
             self.preset, self.config = preset, preset.net
         if state is not None:
             saved = [c["frames"] for c in state["summary"]["captures"]]

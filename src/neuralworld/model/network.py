@@ -25,7 +25,6 @@ import torch.nn.functional as F
 
 from neuralworld.controls import POSE_KIND, ControlSchema
 from neuralworld.engine import draw_noise
-from neuralworld.errors import UserError
 from neuralworld.model.config import NetConfig
 
 NOISE_LEVEL_SCALE = 10.0  # the memory's noise level (std in 0..1 units) enters the control MLP times this
@@ -244,13 +243,11 @@ class WorldNet(nn.Module):
         inputs = len(index) + (1 if config.noise_level_input else 0) + (1 if self.flow else 0)
         self.control_mlp = nn.Sequential(nn.Linear(inputs, e), nn.LeakyReLU(NEGATIVE_SLOPE),
                                          nn.Linear(e, e), nn.LeakyReLU(NEGATIVE_SLOPE))
-        # flow: the noisy frame x_t joins at full size; warp: the newest frame warped by the move
-        extra = (3 if self.flow else 0) + (3 if config.warp != "off" else 0)
-        self.warp = None
-        if config.warp != "off":
-            if schema.kind != POSE_KIND:
-                raise UserError(f"warp: needs a pose world (these controls are {schema.kind})")
-            self.warp = MoveWarp(config.height, config.width, config.focal)
+        # warp: the newest frame warped by the move (pose worlds: an action world has no move to warp by)
+        self.warp = MoveWarp(config.height, config.width, config.focal) if (
+            config.warp != "off" and schema.kind == POSE_KIND) else None
+        # flow: the noisy frame x_t joins at full size; warp: the warped frame
+        extra = (3 if self.flow else 0) + (3 if self.warp is not None else 0)
         self.body = UNetBody(config, e, extra) if config.network == "unet" else Flat8Body(config, e, extra)
         if config.residual:  # start as copy-the-last-frame
             last = self.body.out if config.network == "unet" else self.body.up[0]
