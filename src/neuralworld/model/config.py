@@ -215,7 +215,7 @@ PRESETS: dict[str, Preset] = {
     # best idle PSNR, collapse frame and moves; frame skip scored higher PSNR by blurring, and
     # lower idle (docs/MEASURED.md). The page steps at the time step the world was trained on.
     # The newest frame warped by the move joins its inputs (pose worlds): the demo's recipe with it
-    # idled at 37-38 dB in two seeds (29-32 without) and still beat copying at 128 and 512 frames.
+    # idled at 37-38 dB in three 4-minute runs (29-32 without) and still beat copying at 128 and 512 frames.
     "tiny": Preset("tiny", NetConfig(
         height=64, width=64, memory_frames=(4, 8, 16), channels=(16, 48, 64),
         encoder_blocks=(0, 0, 0), decoder_blocks=(1, 1, 2), control_embed=64, warp="input",
