@@ -34,6 +34,7 @@ from neuralworld.tour import Bands
 from neuralworld.world import World, resize_frames
 
 CHROMIUM = "/usr/bin/chromium"
+MARKS = (0.0, 1 / 3, 2 / 3, 1.0)  # where the minute is checked, as fractions of --seconds
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
 
@@ -71,7 +72,6 @@ def main() -> int:
         export_world(args.world, web)
     server = make_server(web, "127.0.0.1", 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    marks = [0.0, 1 / 3, 2 / 3, 1.0]
     failed = False
     try:
         with sync_playwright() as pw:
@@ -82,7 +82,7 @@ def main() -> int:
             page.evaluate("window.nw.reset()")
             page.wait_for_function("window.nw.frames > 3", timeout=30000)
             t0, walking, turn_key = time.time(), False, None
-            for i, mark in enumerate(marks):
+            for i, mark in enumerate(MARKS):
                 while time.time() - t0 < mark * args.seconds:
                     elapsed = time.time() - t0
                     if not walking and elapsed >= args.seconds / 2:
@@ -146,7 +146,7 @@ def play_in_python(world: World, bands: Bands, args) -> int:
     frames = world.rollout(None, controls, seed=0)
     second = int(round(1 / dt))
     failed, shown = False, [world.start_frames[-1]]
-    for mark in (0.0, 1 / 3, 2 / 3, 1.0):
+    for mark in MARKS:
         end = min(n, int(round(mark * n)) + second)
         seen = frames[end - second:end:max(1, second // 10)]  # 10 frames over the second
         shown.append(frames[end - 1])

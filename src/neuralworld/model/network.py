@@ -153,8 +153,8 @@ class MoveWarp(nn.Module):
     def forward(self, frame: torch.Tensor, controls: torch.Tensor) -> torch.Tensor:
         """frame (B, 3, H, W), controls (B, C) raw -> frame (B, 3, H, W) warped by the move."""
         move = controls[:, :12].reshape(-1, 3, 4)
-        e3 = torch.tensor([0.0, 0.0, 1.0], device=controls.device)
-        plane = move[:, :, :3] + move[:, :, 3:] * e3 * self.inverse_depth  # (B, 3, 3): R + t e3^T / d
+        # (B, 3, 3): R + t e3^T / d, which adds t / d to R's third column
+        plane = torch.cat([move[:, :, :2], move[:, :, 2:3] + move[:, :, 3:] * self.inverse_depth], 2)
         H = self.K @ plane @ self.K_inv  # new pixel -> old pixel
         old = self.pixels @ H.transpose(1, 2)  # (B, H W, 3)
         uv = old[..., :2] / old[..., 2:].clamp_min(1e-3)
