@@ -6,7 +6,7 @@ Exports WORLD when needed, serves its page, and plays it as a person would: stan
 the first half (no key), then walking (W held, with J or L held now and then to turn). At 0, 20,
 40 and 60 s (or the same fractions of --seconds) it gathers the frames the page drew over about
 a second and checks them against the bands of CAPTURE's real frames (tour.Bands: detail,
-contrast, colour), and saves a screenshot of the page. Prints one line per mark and exits 1 when
+structure, contrast, colour), and saves a screenshot of the page. Prints one line per mark and exits 1 when
 a mark leaves its bands.
 
     python benchmarks/play_hold.py WORLD CAPTURE --python
@@ -119,7 +119,8 @@ def report(bands: Bands, frames: np.ndarray, elapsed: float, walking: bool, tail
     """Print one mark's line; whether its frames stayed in band."""
     check = bands.check(frames)
     print(f"{elapsed:5.1f} s ({'walking' if walking else 'standing'}): detail "
-          f"{check['detail'][0]:.2f} (band {bands.detail[0]:.2f}..{bands.detail[1]:.2f}), contrast "
+          f"{check['detail'][0]:.2f} (band {bands.detail[0]:.2f}..{bands.detail[1]:.2f}), structure "
+          f"{check['structure'][0]:.2f} ({bands.structure[0]:.2f}..{bands.structure[1]:.2f}), contrast "
           f"{check['contrast'][0]:.2f} ({bands.contrast[0]:.2f}..{bands.contrast[1]:.2f}), colour "
           f"{check['colour'][0]:.3f} (<= {bands.colour:.3f}): {'in band' if check['held'] else 'OUT OF BAND'}; "
           f"{tail}", flush=True)

@@ -42,7 +42,7 @@ def test_browser_frames_per_second_per_lever(tmp_path, capsys):
     world = save_world(tmp_path / "world")
     out = tmp_path / "bench.json"
     assert main(["bench", str(world), "--runtimes", "wasm", "--seconds", "0.5", "--threads", "1,2", "--walk-seconds",
-                 "0.5", "--no-train", "--json", str(out)]) == 0
+                 "0.5", "--no-train", "--profile", "--json", str(out)]) == 0
     row = json.loads(out.read_text())["results"][0]
     results = {(r["lever"], r["threads"]): r for r in row["results"]}
     assert set(results) == {(lever, t) for lever, _ in bench.LEVERS for t in (1, 2)}
@@ -55,3 +55,9 @@ def test_browser_frames_per_second_per_lever(tmp_path, capsys):
     assert row["download_mb"]["all"] < row["download_mb"]["before"]
     table = capsys.readouterr().out
     assert "all levers, 2 threads:" in table and "x before" in table and "walking (all levers" in table
+    # --profile: the runtime's own per-operator times of the page's (int8) model, on each thread count
+    for t in ("1", "2"):
+        prof = row["profile"][t]
+        assert prof["runs"] > 3 and prof["ops"]["QLinearConv"] > 0 and prof["ops"]["Conv"] + prof["ops"].get("FusedConv", 0) > 0
+        assert all(ms >= 0 for ms in prof["ops"].values()) and prof["nodes"][0][3] >= prof["nodes"][-1][3]
+    assert "per-operator profile of the page's model, 2 threads" in table and "slowest nodes:" in table

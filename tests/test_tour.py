@@ -35,6 +35,25 @@ def test_real_frames_stay_in_their_bands_blur_and_noise_leave(trail):
     assert bands.check(white)["frames_until_collapse"] == 0  # no contrast, the wrong colour
 
 
+def test_soup_with_a_faint_pixel_grid_keeps_detail_and_contrast_but_leaves_the_structure_band(trail):
+    # what a melted world looks like: the place's colours smeared (a 6-pixel blur) under a faint
+    # repeating 4x4 pattern, the grid a stride-4 network draws; its fine detail and contrast pass
+    # for the real frames', the edges of things do not
+    real = np.asarray(trail.frames)
+    bands = Bands.from_real(real)
+    grid = np.tile(np.random.default_rng(1).uniform(-1, 1, (4, 4, 1)), (real.shape[1] // 4, real.shape[2] // 4, 1))
+    smeared = np.stack([cv2.GaussianBlur(f, (0, 0), 6.0) for f in real]).astype(np.float64)
+    soup = np.clip(smeared + 12 * grid, 0, 255).astype(np.uint8)
+    out = bands.check(soup)
+    assert all(bands.detail[0] < d < bands.detail[1] for d in out["detail"])
+    assert all(bands.contrast[0] < c < bands.contrast[1] for c in out["contrast"])
+    assert max(out["colour"]) < bands.colour
+    assert out["frames_until_collapse"] == 0 and max(out["structure"]) < bands.structure[0]
+    # a real view a little soft (1 pixel) keeps its structure (detail is what catches it)
+    blurred = bands.check(np.stack([cv2.GaussianBlur(f, (0, 0), 1.0) for f in real]))
+    assert min(blurred["structure"]) > bands.structure[0]
+
+
 def test_truth_bands_hold_the_true_views_and_catch_soup(trail):
     truth = np.asarray(trail.frames)
     bands = Bands.from_truth(truth)

@@ -13,7 +13,8 @@ each lever on its own and then together (LEVERS): the int8 model, the memory upd
 model, the world in a Web Worker. Each page load also gives the time to its first generated
 frame (a fresh browser, files from a local server) and, for the player as exported, the frame
 times while walking (the live loop holding W): their 95th percentile and the longest. The
-download is what the page fetches for its model and runtime.
+download is what the page fetches for its model and runtime. --profile adds where the page's
+time goes: onnxruntime's own per-operator profile of the player as exported, in the page.
 """
 
 from __future__ import annotations
@@ -177,6 +178,78 @@ def bench_browser(web_dir: Path, backend: str, seconds: float, threads: int = 1,
         server.server_close()
 
 
+def profile_browser(web_dir: Path, seconds: float, threads: int) -> dict:
+    """Where the page's time goes: onnxruntime's own per-operator profile of the player as exported
+    (WebAssembly, on the page's thread so that its console reaches us), over `seconds` of whole
+    steps. {"ops": {operator: ms per frame}, "nodes": [(node, operator, output shape, ms per
+    frame)] (slowest first), "runs", "fps"}; {"skipped": reason} when not possible."""
+    import collections
+    import json
+
+    if not Path(CHROMIUM).exists():
+        return {"skipped": f"no chromium at {CHROMIUM}"}
+    from playwright.sync_api import sync_playwright
+
+    from neuralworld.play import make_server, server_url
+
+    server = make_server(web_dir, "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    lines: list[str] = []
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + ["--disable-gpu"])
+            try:
+                page = browser.new_page()
+                page.on("console", lambda m: lines.append(m.text))
+                page.goto(f"{server_url(server)}?backend=wasm&threads={threads}&worker=0&profile=1")
+                page.wait_for_function("window.nw && window.nw.ready", timeout=30000)
+                page.evaluate("window.nw.ready")
+                page.evaluate("window.nw.pause(true)")
+                fps = page.evaluate(f"window.nw.bench({seconds}, 3)")["fps"]
+                page.evaluate("window.nw.endProfiling()")
+                page.wait_for_timeout(500)  # the last console messages
+            finally:
+                browser.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    events = []
+    for line in (part.strip().rstrip(",") for text in lines for part in text.splitlines()):
+        if line.startswith("{") and '"cat"' in line:
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                continue
+    runs = sum(1 for e in events if e.get("name") == "model_run")
+    if not runs:
+        return {"skipped": "the page printed no profile"}
+    ops, nodes = collections.Counter(), collections.Counter()
+    for e in events:
+        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
+            op, shape = e["args"].get("op_name", "?"), e["args"].get("output_type_shape", [])
+            ops[op] += e["dur"] / 1000 / runs
+            nodes[(e["name"][:-len("_kernel_time")], op, json.dumps(shape))] += e["dur"] / 1000 / runs
+    return {"ops": dict(ops.most_common()), "nodes": [(*k, v) for k, v in nodes.most_common(12)], "runs": runs,
+            "fps": fps}
+
+
+def print_profile(row: dict) -> None:
+    for t, prof in sorted(row.get("profile", {}).items()):
+        print()
+        if "skipped" in prof:
+            print(f"{row['target']}, per-operator profile, {t} thread{'s' * (t > 1)}: skipped: {prof['skipped']}")
+            continue
+        total = sum(prof["ops"].values())
+        print(f"{row['target']}, per-operator profile of the page's model, {t} thread{'s' * (t > 1)} "
+              f"({prof['runs']} runs at {prof['fps']:.1f} frames/s while profiled; kernels {total:.2f} ms per frame):")
+        for op, ms in prof["ops"].items():
+            if ms >= 0.01 * total:
+                print(f"  {op:<20} {ms:7.2f} ms {100 * ms / total:5.1f}%")
+        print("  slowest nodes:")
+        for name, op, shape, ms in prof["nodes"]:
+            print(f"  {ms:7.2f} ms  {op:<16} {name[:40]:<40} {shape}")
+
+
 def training_speed(preset) -> dict:
     """Training samples/s from `measure_training_speed` of benchmarks/train_speed.py (a source checkout)."""
     script = Path(__file__).resolve().parents[2] / "benchmarks" / "train_speed.py"
@@ -230,7 +303,7 @@ def download_mb(web: Path, model: str) -> float:
 
 
 def bench_one(name, net, schema, start, preset, *, seconds: float, threads: list[int], runtimes: list[str],
-              peaks: dict, train: bool, walk_seconds: float = 3.0) -> dict:
+              peaks: dict, train: bool, walk_seconds: float = 3.0, profile: bool = False) -> dict:
     from neuralworld import export, quantize
 
     config = net.config
@@ -278,6 +351,8 @@ def bench_one(name, net, schema, start, preset, *, seconds: float, threads: list
                                                                  walk_seconds if lever == "all" else 0.0), t)
         if "webgpu" in runtimes:
             record("chromium-webgpu", "all", bench_browser(web, "webgpu", seconds), 0)
+        if profile and "wasm" in runtimes:
+            row["profile"] = {t: profile_browser(web, seconds, t) for t in threads}
     if train:
         row["training"] = training_speed(preset)
         t = row["training"]
@@ -323,6 +398,7 @@ def print_table(rows: list[dict], peaks: dict, threads: list[int]) -> None:
                 line += f" {row['download_mb'][lever]:>6.1f} MB"
             print(line)
         summary(row, threads)
+        print_profile(row)
         t = row.get("training", {})
         if "samples_per_s" in t:
             print(f"  training: {t['samples_per_s']:.1f} samples/s" + (f" (batch {t['batch']}, {t.get('threads', '?')} "
@@ -367,6 +443,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--walk-seconds", type=float, default=3.0,
                         help="seconds of walking in the page with every lever, for its frame times (0: none)")
     parser.add_argument("--no-train", action="store_true", help="skip the training samples/s figure")
+    parser.add_argument("--profile", action="store_true",
+                        help="also print where the page's time goes: onnxruntime's per-operator profile of the "
+                             "player as exported, in chromium's WebAssembly backend, on each thread count")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     parser.add_argument("--force", action="store_true", help="replace an existing --json file")
 
@@ -391,7 +470,8 @@ def run(args) -> int:
     rows = []
     for world, preset in targets:
         rows.append(bench_one(*load_target(world, preset), seconds=args.seconds, threads=threads, runtimes=runtimes,
-                              peaks=peaks, train=not args.no_train, walk_seconds=args.walk_seconds))
+                              peaks=peaks, train=not args.no_train, walk_seconds=args.walk_seconds,
+                              profile=args.profile))
     print_table(rows, peaks, threads)
     if args.json is not None:
         atomic_write_json(args.json, {"peak_gflops": {str(k): v for k, v in peaks.items()}, "threads": threads,

@@ -133,7 +133,7 @@ def merge_play(plays: list[dict]) -> dict:
     out = {"idle_psnr": _mean(p["idle_psnr"] for p in plays), "held": all(p["held"] for p in plays),
            "frames_until_collapse": min(collapses) if collapses else None,
            "moves": _mean(p["moves"] for p in plays), "moved": all(p["moved"] for p in plays),
-           "chunks": {k: plays[0][k] for k in ("detail", "contrast", "colour", "in_band")} if plays else {},
+           "chunks": {k: plays[0][k] for k in ("detail", "structure", "contrast", "colour", "in_band")} if plays else {},
            "bands": plays[0]["bands"] if plays else {},
            "idle_frames": plays[0]["idle_frames"] if plays else 0, "tour_frames": plays[0]["tour_frames"] if plays else 0}
     if truths:
@@ -252,7 +252,8 @@ def evaluate_world(world, captures, *, baseline=None, horizons=HORIZONS, starts:
                                     "same capture",
                 "play": f"idle: PSNR of the last of {idle_frames} frames standing still against the newest real "
                         f"frame; tour: {tour_frames} frames of scripted play, per {CHUNK}-frame chunk detail "
-                        "(high-frequency share) and luma contrast over the real frames' mean and the mean "
+                        "(high-frequency share), structure (mean luma gradient after a 1-pixel blur) and luma "
+                        "contrast over the real frames' mean and the mean "
                         "colour's distance, each within the band the capture's real chunks span (tour.py); "
                         "frames_until_collapse: first frame of the first chunk out of band (null: held); "
                         f"moves: frame-to-frame change while moving over the real one (at least {MOVES_MIN})",

@@ -94,6 +94,24 @@ def high_frequency_share(frames) -> np.ndarray:
     return np.where(total > 0, high / np.maximum(total, 1e-300), 0.0)
 
 
+def structure(frames) -> np.ndarray:
+    """Per frame of (..., H, W, 3): the mean gradient magnitude of its luma (0.299 R + 0.587 G +
+    0.114 B, in [0, 1]) after a Gaussian blur of 1 pixel (central differences, per pixel), away
+    from the borders (a margin of 1/12 of the shorter side, where a world's edge artefacts sit).
+
+    The edges of things at scales of two pixels and more: what "soup" lacks even when a faint
+    grid or speckle of single pixels gives it a real frame's high-frequency share (the blur
+    removes those), and what a view of a place keeps when it is only a little soft."""
+    from scipy.ndimage import gaussian_filter
+
+    f = to_float(frames)
+    gray = f[..., 0] * 0.299 + f[..., 1] * 0.587 + f[..., 2] * 0.114  # (..., H, W)
+    blurred = gaussian_filter(gray, sigma=[0] * (gray.ndim - 2) + [1.0, 1.0], mode="nearest")
+    gy, gx = np.gradient(blurred, axis=(-2, -1))
+    m = max(1, min(gray.shape[-2:]) // 12)
+    return np.hypot(gx, gy)[..., m:-m, m:-m].mean(axis=(-2, -1))
+
+
 def detail_retention(generated, real) -> float:
     """Mean high-frequency share of `generated` frames over that of `real` frames (N, H, W, 3).
 

@@ -10,6 +10,9 @@
           in several of them, World.move). Every CHUNK frames are compared with the capture's real
           frames on three statistics (chunk_stats):
             detail    high-frequency share (metrics.high_frequency_share), over the reference's
+            structure mean luma gradient after a 1-pixel blur (metrics.structure), over the
+                      reference's: the edges of things, which soup lacks even where a faint grid
+                      of single pixels gives it a real frame's high-frequency share
             contrast  luma standard deviation, over the reference's
             colour    distance of the mean RGB (0..1) from the reference's
           Where the true views of the tour are known (synthetic captures: capture/synth.py renders
@@ -29,7 +32,11 @@ trail, a car track, a GoPro walk, KITTI): their real chunks stay inside; the sam
 with a 1-pixel Gaussian leave the detail band (about 3% of the real share), and with added
 Gaussian noise of standard deviation 0.1 leave it upward; a trail world that had turned to
 green soup after 200 frames of the tour (detail 0.3-0.55 and contrast 0.44-0.6 of the true
-views) leaves the truth bands. tests/test_tour.py holds the calibration.
+views) leaves the truth bands. Grey soup with a faint grid and coloured edges kept the real
+frames' detail and contrast (a walking demo world: detail 0.45-1.63, contrast 0.57-0.61 of the
+real frames') until the structure band: its structure was 0.36-0.41 of the real frames', other
+soups' 0.19-0.43, where the demo capture's real chunks span 0.82-1.19 and the same frames
+blurred by 1 pixel keep 0.85 (by 2 pixels, 0.66). tests/test_tour.py holds the calibration.
 """
 
 from __future__ import annotations
@@ -46,9 +53,9 @@ CHUNK = 50
 TOUR_FRAMES = 600
 IDLE_FRAMES = 150
 TRUTH_HORIZONS = (32, 128, 512)
-BAND_MARGINS = {"detail": (0.5, 1.25), "contrast": (0.5, 1.5)}  # times the real chunks' min and max
+BAND_MARGINS = {"detail": (0.5, 1.25), "structure": (0.7, 1.5), "contrast": (0.5, 1.5)}  # times the real chunks' min and max
 COLOUR_MARGIN = 0.08  # added to the real chunks' largest colour distance
-TRUTH_BANDS = {"detail": (0.5, 2.0), "contrast": (0.7, 1.4), "colour": 0.08}  # around each chunk's true view
+TRUTH_BANDS = {"detail": (0.5, 2.0), "structure": (0.6, 1.5), "contrast": (0.7, 1.4), "colour": 0.08}  # around each chunk's true view
 MOVES_MIN = 0.25
 
 # (seconds, sticks): the moves a player makes, in the player's sign convention (player.py)
@@ -101,10 +108,11 @@ def tour_controls(schema: ControlSchema, dt: float, frames: int, start_pose: np.
 
 def chunk_stats(frames: np.ndarray, chunk: int = CHUNK) -> dict[str, np.ndarray]:
     """(N, H, W, 3) uint8 -> per chunk of `chunk` frames (the last, shorter one included):
-    mean high-frequency share, mean luma standard deviation, mean RGB (K, 3)."""
+    mean high-frequency share, mean structure, mean luma standard deviation, mean RGB (K, 3)."""
     f = frames.astype(np.float64) / 255.0
     luma = f[..., 0] * 0.299 + f[..., 1] * 0.587 + f[..., 2] * 0.114
-    per_frame = {"detail": metrics.high_frequency_share(frames), "contrast": luma.std(axis=(1, 2)),
+    per_frame = {"detail": metrics.high_frequency_share(frames), "structure": metrics.structure(frames),
+                 "contrast": luma.std(axis=(1, 2)),
                  "colour": f.mean(axis=(1, 2))}
     starts = range(0, max(1, len(frames)), chunk)
     return {k: np.array([v[i:i + chunk].mean(axis=0) for i in starts]) for k, v in per_frame.items()}
@@ -114,9 +122,11 @@ def chunk_stats(frames: np.ndarray, chunk: int = CHUNK) -> dict[str, np.ndarray]
 class Bands:
     """Reference values per chunk and the band each statistic's ratio (or distance) must stay in."""
     detail_ref: np.ndarray  # (K,) or (1,): high-frequency share of the reference
+    structure_ref: np.ndarray  # mean luma gradient (1-pixel blur) of the reference
     contrast_ref: np.ndarray  # luma standard deviation of the reference
     colour_ref: np.ndarray  # (K, 3) or (1, 3): mean RGB of the reference
     detail: tuple[float, float]  # band of detail / detail_ref
+    structure: tuple[float, float]  # band of structure / structure_ref
     contrast: tuple[float, float]  # band of contrast / contrast_ref
     colour: float  # largest allowed distance from colour_ref
     reference: str  # "capture" (its frames' mean and spread) or "truth" (the true view of each chunk)
@@ -127,20 +137,23 @@ class Bands:
         spread (times BAND_MARGINS; plus COLOUR_MARGIN)."""
         s = chunk_stats(frames)
         per_frame = chunk_stats(frames, 1)
-        detail_ref, contrast_ref = per_frame["detail"].mean(), per_frame["contrast"].mean()
+        refs = {k: per_frame[k].mean() for k in ("detail", "structure", "contrast")}
         colour_ref = per_frame["colour"].mean(axis=0)
-        d, c = s["detail"] / max(detail_ref, 1e-12), s["contrast"] / max(contrast_ref, 1e-12)
-        (dl, dh), (cl, ch) = BAND_MARGINS["detail"], BAND_MARGINS["contrast"]
-        return cls(np.array([detail_ref]), np.array([contrast_ref]), colour_ref[None],
-                   (dl * d.min(), dh * d.max()), (cl * c.min(), ch * c.max()),
+
+        def band(k):  # the real chunks' spread of value / reference, widened by BAND_MARGINS
+            ratio = s[k] / max(refs[k], 1e-12)
+            return BAND_MARGINS[k][0] * ratio.min(), BAND_MARGINS[k][1] * ratio.max()
+
+        return cls(np.array([refs["detail"]]), np.array([refs["structure"]]), np.array([refs["contrast"]]),
+                   colour_ref[None], band("detail"), band("structure"), band("contrast"),
                    float(np.linalg.norm(s["colour"] - colour_ref, axis=1).max()) + COLOUR_MARGIN, "capture")
 
     @classmethod
     def from_truth(cls, truth: np.ndarray) -> "Bands":
         """Bands around the true views of the same tour, chunk by chunk (TRUTH_BANDS)."""
         s = chunk_stats(truth)
-        return cls(s["detail"], s["contrast"], s["colour"], TRUTH_BANDS["detail"], TRUTH_BANDS["contrast"],
-                   TRUTH_BANDS["colour"], "truth")
+        return cls(s["detail"], s["structure"], s["contrast"], s["colour"], TRUTH_BANDS["detail"],
+                   TRUTH_BANDS["structure"], TRUTH_BANDS["contrast"], TRUTH_BANDS["colour"], "truth")
 
     def check(self, frames: np.ndarray) -> dict:
         """Per-chunk values of `frames` and where they leave the bands."""
@@ -148,18 +161,21 @@ class Bands:
         k = len(s["detail"])
         ref = lambda a: a[:k] if len(a) > 1 else a  # noqa: E731 -- per chunk, or one value for all
         detail = s["detail"] / np.maximum(ref(self.detail_ref), 1e-12)
+        structure = s["structure"] / np.maximum(ref(self.structure_ref), 1e-12)
         contrast = s["contrast"] / np.maximum(ref(self.contrast_ref), 1e-12)
         colour = np.linalg.norm(s["colour"] - ref(self.colour_ref), axis=1)
-        out = ((detail < self.detail[0]) | (detail > self.detail[1]) | (contrast < self.contrast[0])
-               | (contrast > self.contrast[1]) | (colour > self.colour))
+        outside = lambda v, band: (v < band[0]) | (v > band[1])  # noqa: E731
+        out = (outside(detail, self.detail) | outside(structure, self.structure) | outside(contrast, self.contrast)
+               | (colour > self.colour))
         first = int(np.argmax(out)) if out.any() else None
-        return {"detail": detail.tolist(), "contrast": contrast.tolist(), "colour": colour.tolist(),
+        return {"detail": detail.tolist(), "structure": structure.tolist(), "contrast": contrast.tolist(),
+                "colour": colour.tolist(),
                 "in_band": (~out).tolist(), "frames_until_collapse": None if first is None else first * CHUNK,
                 "held": not out.any()}
 
     def to_json(self) -> dict:
-        return {"reference": self.reference, "detail": list(self.detail), "contrast": list(self.contrast),
-                "colour_max": self.colour}
+        return {"reference": self.reference, "detail": list(self.detail), "structure": list(self.structure),
+                "contrast": list(self.contrast), "colour_max": self.colour}
 
 
 def moves_ratio(start: np.ndarray, generated: np.ndarray, real: np.ndarray, moving: np.ndarray) -> float:

@@ -7,7 +7,8 @@
 // `window.nw` exposes a small hook for tests (see the end of this file).
 //
 // Query options: ?backend=wasm|webgpu, ?threads=N (WebAssembly threads), ?model=FILE (another of
-// the export's models), ?worker=0, ?pixelated.
+// the export's models), ?worker=0, ?pixelated, ?profile=1 (WebAssembly: nw.endProfiling() prints the
+// runtime's per-operator times to the console).
 
 import { Input, attachStick } from './controls.js';
 
@@ -79,7 +80,8 @@ async function startHere(meta, options, base) {
 }
 
 async function load() {
-  const options = { backend: params.get('backend'), threads: params.get('threads'), model: params.get('model') };
+  const options = { backend: params.get('backend'), threads: params.get('threads'), model: params.get('model'),
+                    profile: params.get('profile') === '1' };
   const base = new URL('./', location.href).href;
   const worker = params.get('worker') === '0' ? null : startWorker(options, base);
   const r = await fetch('world.json');
@@ -255,6 +257,7 @@ window.nw = {
   },
   // frames/s of whole steps (inference, memory update, drawing) with the recording's mean controls
   bench(seconds = 3, warmup = 3) { return state.call('bench', seconds, warmup); },
+  endProfiling() { return state.call('endProfiling'); }, // with ?profile=1: the per-operator profile, to the console
   async lastFrame() { const f = await state.call('lastFrameBytes'); return f ? toRGB(f) : null; },
   async memory() { return (await state.call('memory')).map((l) => Array.from(l)); },
 };

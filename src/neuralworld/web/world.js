@@ -51,8 +51,9 @@ async function createSession(meta, options, base) {
     const file = options.model || meta.backends.wasm;
     const [ort, bytes] = await Promise.all([import('./ort/ort.wasm.min.mjs'), fetchBytes(new URL(file, base))]);
     configure(ort, options, base);
+    // options.profile: the runtime's per-operator times, printed to the console by endProfiling
     const session = await ort.InferenceSession.create(bytes, {
-      executionProviders: ['wasm'], graphOptimizationLevel: 'all',
+      executionProviders: ['wasm'], graphOptimizationLevel: 'all', enableProfiling: Boolean(options.profile),
     });
     return { ort, session, backend: 'wasm', file };
   } catch (e) {
@@ -350,6 +351,10 @@ export class World {
   memory() { return this.exclusive(() => this.readMemory()); }
 
   lastFrameBytes() { return this.lastFrame; }
+
+  // WebAssembly with options.profile: the runtime prints its profile (one JSON event per line,
+  // each operator's time per run) to the console (`neuralworld bench --profile` reads it)
+  endProfiling() { return this.exclusive(() => this.session.endProfiling()); }
 
   async newest() {
     const levels = await this.memory();
