@@ -16,7 +16,6 @@ import argparse
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -25,9 +24,8 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from neuralworld.bench import CHROMIUM, CHROMIUM_ARGS
+from neuralworld.bench import browser_missing, served_page
 from neuralworld.export import runtime_files
-from neuralworld.play import make_server, server_url
 
 # name: (input channels, output channels, height, width) of a 3x3 convolution in `forest`
 SHAPES = {
@@ -103,11 +101,9 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=2.0, help="timed seconds per model, runtime and thread count")
     args = p.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
-    if not Path(CHROMIUM).exists():
-        print(f"no chromium at {CHROMIUM}", file=sys.stderr)
+    if browser_missing():
+        print(browser_missing(), file=sys.stderr)
         return 1
-    from playwright.sync_api import sync_playwright
-
     with tempfile.TemporaryDirectory(prefix="neuralworld-wasm-ops-") as tmp:
         web = Path(tmp)
         (web / "ort").mkdir()
@@ -119,29 +115,19 @@ def main() -> int:
             onnx.save(conv_model(cin, cout, h, w), web / f"m{k}.onnx")
             quantized(web / f"m{k}.onnx", web / f"m{k}.int8.onnx", [1, cin, h, w])
             models += [(f"{name}, float32", f"m{k}.onnx"), (f"{name}, int8", f"m{k}.int8.onnx")]
-        server = make_server(web, "127.0.0.1", 0)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
         print(f"{'3x3 convolution':<34} {'threads':>7} {'page ms':>8} {'native ms':>10} {'page/native':>12}")
-        try:
-            with sync_playwright() as pw:
-                browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + ["--disable-gpu"])
-                for t in threads:
-                    for name, file in models:
-                        page = browser.new_page()
-                        page.goto(f"{server_url(server)}?threads={t}&model={file}&seconds={args.seconds}")
-                        page.wait_for_function("window.result", timeout=120000)
-                        result = page.evaluate("window.result")
-                        page.close()
-                        if "error" in result:
-                            print(f"{name}: {result['error']}", file=sys.stderr)
-                            return 1
-                        native = native_ms(web / file, t, args.seconds)
-                        print(f"{name:<34} {t:>7} {result['ms']:>8.2f} {native:>10.2f} {100 * native / result['ms']:>11.0f}%",
-                              flush=True)
-                browser.close()
-        finally:
-            server.shutdown()
-            server.server_close()
+        for t in threads:
+            for name, file in models:
+                with served_page(web, ["--disable-gpu"]) as (page, url):
+                    page.goto(f"{url}?threads={t}&model={file}&seconds={args.seconds}")
+                    page.wait_for_function("window.result", timeout=120000)
+                    result = page.evaluate("window.result")
+                if "error" in result:
+                    print(f"{name}: {result['error']}", file=sys.stderr)
+                    return 1
+                native = native_ms(web / file, t, args.seconds)
+                print(f"{name:<34} {t:>7} {result['ms']:>8.2f} {native:>10.2f} {100 * native / result['ms']:>11.0f}%",
+                      flush=True)
     return 0
 
 

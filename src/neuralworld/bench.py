@@ -20,7 +20,10 @@ time goes: onnxruntime's own per-operator profile of the player as exported, in 
 from __future__ import annotations
 
 import argparse
+import collections
+import contextlib
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -115,67 +118,80 @@ NATIVE = [("network float32", "model.net.onnx"), ("network int8", "model.net.int
           ("step float32", "model.onnx"), ("step int8", "model.int8.onnx")]
 
 
-def bench_browser(web_dir: Path, backend: str, seconds: float, threads: int = 1, query: str = "",
-                  walk_seconds: float = 0.0) -> dict:
-    """Whole player steps per second in headless chromium, the time to the first frame and, with
-    walk_seconds, the live loop's frame times while walking; {"skipped": reason} when not possible."""
+def browser_missing() -> str | None:
+    """Why headless chromium cannot run here, or None."""
     if not Path(CHROMIUM).exists():
-        return {"skipped": f"no chromium at {CHROMIUM}"}
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        return {"skipped": "playwright is not installed (pip install -e .[test])"}
+        return f"no chromium at {CHROMIUM}"
+    if importlib.util.find_spec("playwright") is None:
+        return "playwright is not installed (pip install -e .[test])"
+    return None
+
+
+@contextlib.contextmanager
+def served_page(web_dir: Path, args: list[str]):
+    """A fresh headless chromium page (launched with `args`) and the URL that serves `web_dir`
+    as `neuralworld play` does (cross-origin isolated); both closed afterwards."""
+    from playwright.sync_api import sync_playwright
+
     from neuralworld.play import make_server, server_url
 
     server = make_server(web_dir, "127.0.0.1", 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    # WebGPU: chromium offers its software adapter (SwiftShader) only with this flag
-    args = CHROMIUM_ARGS + (["--enable-unsafe-webgpu"] if backend == "webgpu" else ["--disable-gpu"])
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + args)
             try:
-                page = browser.new_page()
-                page.goto(f"{server_url(server)}?backend={backend}&threads={threads}" + (f"&{query}" if query else ""))
-                page.wait_for_function("window.nw && window.nw.ready", timeout=30000)
-                try:
-                    page.evaluate("window.nw.ready")
-                except Exception as e:  # noqa: BLE001 -- reported in the table, not fatal
-                    return {"skipped": f"the page did not load the model ({str(e).splitlines()[0][:120]})"}
-                page.wait_for_function("window.nw.firstFrameMs !== null", timeout=60000)
-                first = page.evaluate("window.nw.firstFrameMs")
-                page.evaluate("window.nw.pause(true)")
-                if not page.evaluate("window.nw.backend").startswith(backend):
-                    adapter = page.evaluate("navigator.gpu ? navigator.gpu.requestAdapter().then(a => !!a) : false")
-                    return {"skipped": "no WebGPU adapter" if not adapter else "WebGPU session failed, wasm used"}
-                adapter = page.evaluate("""async () => { if (!navigator.gpu) return null;
-                    const a = await navigator.gpu.requestAdapter(); return a ? (a.info || {}).architecture || 'yes' : null; }""")
-                software = backend == "webgpu" and adapter == "swiftshader"  # seconds per frame: warm up less
-                result = page.evaluate(f"window.nw.bench({seconds}, {1 if software else 3})")
-                out = {"fps": result["fps"], "inference_ms": result["inference_ms"], "step_p95_ms": result["step_p95_ms"],
-                       "first_frame_ms": first, "threads": result["threads"], "model": result["model"],
-                       "cross_origin_isolated": page.evaluate("self.crossOriginIsolated")}
-                if walk_seconds > 0:
-                    page.evaluate("window.nw.reset()")
-                    page.evaluate("window.nw.pause(false)")
-                    page.keyboard.down("KeyW")
-                    page.wait_for_timeout(500)  # up to speed
-                    page.evaluate("window.nw.resetPacing()")
-                    start = page.evaluate("[window.nw.frames, performance.now()]")
-                    page.wait_for_timeout(walk_seconds * 1000)
-                    end = page.evaluate("[window.nw.frames, performance.now()]")
-                    pacing = page.evaluate("window.nw.pacing")
-                    page.keyboard.up("KeyW")
-                    out["walk"] = {"fps": 1000 * (end[0] - start[0]) / (end[1] - start[1]), "p95_ms": pacing["p95"],
-                                   "max_ms": pacing["max"], "seconds": walk_seconds}
-                if backend == "webgpu":
-                    out["adapter"] = adapter
-                return out
+                yield browser.new_page(), server_url(server)
             finally:
                 browser.close()
     finally:
         server.shutdown()
         server.server_close()
+
+
+def bench_browser(web_dir: Path, backend: str, seconds: float, threads: int = 1, query: str = "",
+                  walk_seconds: float = 0.0) -> dict:
+    """Whole player steps per second in headless chromium, the time to the first frame and, with
+    walk_seconds, the live loop's frame times while walking; {"skipped": reason} when not possible."""
+    if browser_missing():
+        return {"skipped": browser_missing()}
+    # WebGPU: chromium offers its software adapter (SwiftShader) only with this flag
+    with served_page(web_dir, ["--enable-unsafe-webgpu"] if backend == "webgpu" else ["--disable-gpu"]) as (page, url):
+        page.goto(f"{url}?backend={backend}&threads={threads}" + (f"&{query}" if query else ""))
+        page.wait_for_function("window.nw && window.nw.ready", timeout=30000)
+        try:
+            page.evaluate("window.nw.ready")
+        except Exception as e:  # noqa: BLE001 -- reported in the table, not fatal
+            return {"skipped": f"the page did not load the model ({str(e).splitlines()[0][:120]})"}
+        page.wait_for_function("window.nw.firstFrameMs !== null", timeout=60000)
+        first = page.evaluate("window.nw.firstFrameMs")
+        page.evaluate("window.nw.pause(true)")
+        if not page.evaluate("window.nw.backend").startswith(backend):
+            adapter = page.evaluate("navigator.gpu ? navigator.gpu.requestAdapter().then(a => !!a) : false")
+            return {"skipped": "no WebGPU adapter" if not adapter else "WebGPU session failed, wasm used"}
+        adapter = page.evaluate("""async () => { if (!navigator.gpu) return null;
+            const a = await navigator.gpu.requestAdapter(); return a ? (a.info || {}).architecture || 'yes' : null; }""")
+        software = backend == "webgpu" and adapter == "swiftshader"  # seconds per frame: warm up less
+        result = page.evaluate(f"window.nw.bench({seconds}, {1 if software else 3})")
+        out = {"fps": result["fps"], "inference_ms": result["inference_ms"], "step_p95_ms": result["step_p95_ms"],
+               "first_frame_ms": first, "threads": result["threads"], "model": result["model"],
+               "cross_origin_isolated": page.evaluate("self.crossOriginIsolated")}
+        if walk_seconds > 0:
+            page.evaluate("window.nw.reset()")
+            page.evaluate("window.nw.pause(false)")
+            page.keyboard.down("KeyW")
+            page.wait_for_timeout(500)  # up to speed
+            page.evaluate("window.nw.resetPacing()")
+            start = page.evaluate("[window.nw.frames, performance.now()]")
+            page.wait_for_timeout(walk_seconds * 1000)
+            end = page.evaluate("[window.nw.frames, performance.now()]")
+            pacing = page.evaluate("window.nw.pacing")
+            page.keyboard.up("KeyW")
+            out["walk"] = {"fps": 1000 * (end[0] - start[0]) / (end[1] - start[1]), "p95_ms": pacing["p95"],
+                           "max_ms": pacing["max"], "seconds": walk_seconds}
+        if backend == "webgpu":
+            out["adapter"] = adapter
+        return out
 
 
 def profile_browser(web_dir: Path, seconds: float, threads: int) -> dict:
@@ -183,36 +199,18 @@ def profile_browser(web_dir: Path, seconds: float, threads: int) -> dict:
     (WebAssembly, on the page's thread so that its console reaches us), over `seconds` of whole
     steps. {"ops": {operator: ms per frame}, "nodes": [(node, operator, output shape, ms per
     frame)] (slowest first), "runs", "fps"}; {"skipped": reason} when not possible."""
-    import collections
-    import json
-
-    if not Path(CHROMIUM).exists():
-        return {"skipped": f"no chromium at {CHROMIUM}"}
-    from playwright.sync_api import sync_playwright
-
-    from neuralworld.play import make_server, server_url
-
-    server = make_server(web_dir, "127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    if browser_missing():
+        return {"skipped": browser_missing()}
     lines: list[str] = []
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS + ["--disable-gpu"])
-            try:
-                page = browser.new_page()
-                page.on("console", lambda m: lines.append(m.text))
-                page.goto(f"{server_url(server)}?backend=wasm&threads={threads}&worker=0&profile=1")
-                page.wait_for_function("window.nw && window.nw.ready", timeout=30000)
-                page.evaluate("window.nw.ready")
-                page.evaluate("window.nw.pause(true)")
-                fps = page.evaluate(f"window.nw.bench({seconds}, 3)")["fps"]
-                page.evaluate("window.nw.endProfiling()")
-                page.wait_for_timeout(500)  # the last console messages
-            finally:
-                browser.close()
-    finally:
-        server.shutdown()
-        server.server_close()
+    with served_page(web_dir, ["--disable-gpu"]) as (page, url):
+        page.on("console", lambda m: lines.append(m.text))
+        page.goto(f"{url}?backend=wasm&threads={threads}&worker=0&profile=1")
+        page.wait_for_function("window.nw && window.nw.ready", timeout=30000)
+        page.evaluate("window.nw.ready")
+        page.evaluate("window.nw.pause(true)")
+        fps = page.evaluate(f"window.nw.bench({seconds}, 3)")["fps"]
+        page.evaluate("window.nw.endProfiling()")
+        page.wait_for_timeout(500)  # the last console messages
     events = []
     for line in (part.strip().rstrip(",") for text in lines for part in text.splitlines()):
         if line.startswith("{") and '"cat"' in line:

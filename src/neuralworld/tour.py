@@ -8,7 +8,7 @@
           worlds: neutral, full and low throttle, full steering both ways), TOUR_FRAMES frames
           at the capture's time step (a world trained on shorter steps takes each frame's move
           in several of them, World.move). Every CHUNK frames are compared with the capture's real
-          frames on three statistics (chunk_stats):
+          frames on four statistics (chunk_stats):
             detail    high-frequency share (metrics.high_frequency_share), over the reference's
             structure mean luma gradient after a 1-pixel blur (metrics.structure), over the
                       reference's: the edges of things, which soup lacks even where a faint grid
