@@ -58,6 +58,6 @@ def test_browser_frames_per_second_per_lever(tmp_path, capsys):
     # --profile: the runtime's own per-operator times of the page's (int8) model, on each thread count
     for t in ("1", "2"):
         prof = row["profile"][t]
-        assert prof["runs"] > 3 and prof["ops"]["QLinearConv"] > 0 and prof["ops"]["Conv"] + prof["ops"].get("FusedConv", 0) > 0
+        assert prof["runs"] > 3 and prof["ops"]["QLinearConv"] > 0 and prof["ops"].get("Conv", 0) + prof["ops"].get("FusedConv", 0) > 0
         assert all(ms >= 0 for ms in prof["ops"].values()) and prof["nodes"][0][3] >= prof["nodes"][-1][3]
     assert "per-operator profile of the page's model, 2 threads" in table and "slowest nodes:" in table

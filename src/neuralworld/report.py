@@ -205,10 +205,9 @@ def play_figure(play: dict) -> bytes:
     chunks, bands = play["chunks"], play["bands"]
     x = np.arange(len(chunks["detail"])) * 50 + 25
     limits = [("detail", "detail (reference = 1)", bands["detail"]),
-              ("structure", "structure (reference = 1)", bands.get("structure")),
+              ("structure", "structure (reference = 1)", bands["structure"]),
               ("contrast", "luma contrast (reference = 1)", bands["contrast"]),
               ("colour", "mean colour distance", [0.0, bands["colour_max"]])]
-    limits = [lim for lim in limits if lim[0] in chunks and lim[2] is not None]  # metrics written before structure
     fig, axes = new_figure(len(limits), size=(4.2, 3.0))
     for ax, (key, label, (lo, hi)) in zip(axes, limits):
         ax.axhspan(lo, hi, color="tab:green", alpha=0.15, label="band of the real frames")
