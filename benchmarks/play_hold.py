@@ -21,22 +21,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
+from neuralworld.bench import served_page
 from neuralworld.capture.format import open_capture
 from neuralworld.export import export_world, is_current
-from neuralworld.play import make_server, server_url
 from neuralworld.tour import Bands
 from neuralworld.world import World, resize_frames
 
-CHROMIUM = "/usr/bin/chromium"
 MARKS = (0.0, 1 / 3, 2 / 3, 1.0)  # where the minute is checked, as fractions of --seconds
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 
 
 def gather(page, height: int, width: int, count: int = 10, every: float = 0.1) -> np.ndarray:
@@ -65,48 +61,38 @@ def main() -> int:
     if args.python:
         return play_in_python(world, bands, args)
 
-    from playwright.sync_api import sync_playwright
-
     web = args.world / "web"
     if not is_current(args.world, web):
         export_world(args.world, web)
-    server = make_server(web, "127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     failed = False
-    try:
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-            page = browser.new_page(viewport={"width": 800, "height": 600})
-            page.goto(f"{server_url(server)}?backend=wasm&threads={args.threads}")
-            page.evaluate("window.nw.ready")
-            page.evaluate("window.nw.reset()")
-            page.wait_for_function("window.nw.frames > 3", timeout=30000)
-            t0, walking, turn_key = time.time(), False, None
-            for i, mark in enumerate(MARKS):
-                while time.time() - t0 < mark * args.seconds:
-                    elapsed = time.time() - t0
-                    if not walking and elapsed >= args.seconds / 2:
-                        page.keyboard.down("KeyW")
-                        walking = True
-                    if walking:
-                        turn = turn_stick(elapsed)
-                        want = {-1.0: "KeyJ", 1.0: "KeyL"}.get(turn)
-                        if want != turn_key:
-                            if turn_key:
-                                page.keyboard.up(turn_key)
-                            if want:
-                                page.keyboard.down(want)
-                            turn_key = want
-                    time.sleep(0.05)
-                frames = gather(page, world.height, world.width)
-                page.screenshot(path=str(args.out / f"play-{i}.png"))
-                failed |= not report(bands, frames, time.time() - t0, walking,
-                                     f"{page.evaluate('window.nw.fps'):.1f} frames/s, "
-                                     f"{page.evaluate('window.nw.frames')} frames; {args.out}/play-{i}.png")
-            browser.close()
-    finally:
-        server.shutdown()
-        server.server_close()
+    with served_page(web, ["--disable-gpu"]) as (page, url):
+        page.set_viewport_size({"width": 800, "height": 600})
+        page.goto(f"{url}?backend=wasm&threads={args.threads}")
+        page.evaluate("window.nw.ready")
+        page.evaluate("window.nw.reset()")
+        page.wait_for_function("window.nw.frames > 3", timeout=30000)
+        t0, walking, turn_key = time.time(), False, None
+        for i, mark in enumerate(MARKS):
+            while time.time() - t0 < mark * args.seconds:
+                elapsed = time.time() - t0
+                if not walking and elapsed >= args.seconds / 2:
+                    page.keyboard.down("KeyW")
+                    walking = True
+                if walking:
+                    turn = turn_stick(elapsed)
+                    want = {-1.0: "KeyJ", 1.0: "KeyL"}.get(turn)
+                    if want != turn_key:
+                        if turn_key:
+                            page.keyboard.up(turn_key)
+                        if want:
+                            page.keyboard.down(want)
+                        turn_key = want
+                time.sleep(0.05)
+            frames = gather(page, world.height, world.width)
+            page.screenshot(path=str(args.out / f"play-{i}.png"))
+            failed |= not report(bands, frames, time.time() - t0, walking,
+                                 f"{page.evaluate('window.nw.fps'):.1f} frames/s, "
+                                 f"{page.evaluate('window.nw.frames')} frames; {args.out}/play-{i}.png")
     return 1 if failed else 0
 
 

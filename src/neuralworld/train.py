@@ -293,7 +293,7 @@ class TrainingRun:
         if state is None:
             preset = fit_to_captures(preset, self.data.schema.kind, self.data.summary)
             self.preset, self.config = preset, preset.net
-        if state is not None:
+        else:
             saved = [c["frames"] for c in state["summary"]["captures"]]
             given = [c["frames"] for c in self.data.summary["captures"]]
             if saved != given:

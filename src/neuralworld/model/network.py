@@ -148,7 +148,6 @@ class MoveWarp(nn.Module):
         pixels = torch.stack([u, v, torch.ones_like(u)], -1).reshape(-1, 3)  # (H W, 3) homogeneous
         self.register_buffer("pixels", pixels, persistent=False)
         self.inverse_depth = nn.Parameter(torch.tensor(0.25))
-        self.height, self.width = height, width
 
     def forward(self, frame: torch.Tensor, controls: torch.Tensor) -> torch.Tensor:
         """frame (B, 3, H, W), controls (B, C) raw -> frame (B, 3, H, W) warped by the move."""
