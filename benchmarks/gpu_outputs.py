@@ -54,8 +54,8 @@ def write_fp16_world(src: Path, dst: Path) -> dict:
 
     shutil.rmtree(dst, ignore_errors=True)
     dst.mkdir(parents=True)
-    for f in ("world.json", "start_frames.npy"):
-        shutil.copy2(src / f, dst / f)
+    for f in [src / "world.json", *sorted(src.glob("*.npy"))]:  # start frames, and a recalling world's bank
+        shutil.copy2(f, dst / f.name)
     full = World.load(src)
     params = {k for k, _ in full.net.named_parameters()}
     weights = {k: (v.half() if k in params else v).contiguous() for k, v in load_file(src / "weights.safetensors").items()}

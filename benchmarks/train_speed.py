@@ -75,15 +75,23 @@ def sync(device: torch.device) -> None:
 
 
 def random_data(config: NetConfig, unroll: int, frames: int = 64, device="cpu") -> TrainingData:
-    """Random frames and action controls: speed does not depend on what the frames show."""
+    """Random frames and pose controls (and for a recalling world, a bank of every 4th frame, each
+    frame recalling random ones): speed does not depend on what the frames show."""
     n = max(frames, config.layout.window + unroll + 1)
     schema = ControlSchema.identity()
     starts = torch.arange(n - config.layout.window - unroll, device=device)
+    recalled = {}
+    if config.recall:
+        from neuralworld.recall import RECALL_CHOICES
+
+        bank = torch.arange(0, n, 4, device=device)
+        recalled = {"poses": torch.eye(4, dtype=torch.float64, device=device).repeat(n, 1, 1), "bank": bank,
+                    "choices": torch.randint(0, len(bank), (n, RECALL_CHOICES), device=device)}
     return TrainingData(
         frames=torch.randint(0, 256, (n, config.height, config.width, 3), dtype=torch.uint8, device=device),
         controls=torch.randn(n, schema.dim, device=device), train_starts=starts,
         train_ends=torch.full_like(starts, n - 1), skips=(1,), moves=None, val_targets=torch.arange(n - 1, n),
-        schema=schema, summary={}, rollout_start=n - 1, rollout_length=1)
+        schema=schema, summary={}, rollout_start=n - 1, rollout_length=1, **recalled)
 
 
 def measure_training_speed(preset: Preset | str = "tiny", steps: int = 5, device: str = "auto",

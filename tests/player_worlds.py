@@ -9,15 +9,19 @@ import numpy as np
 import torch
 from torch import nn
 
-from neuralworld.controls import ACTION_KIND, POSE_KIND, ControlSchema
+from neuralworld.controls import ACTION_KIND, POSE_KIND, ControlSchema, walk_pose
 from neuralworld.model.config import get_preset
 from neuralworld.model.network import WorldNet
+from neuralworld.recall import Bank
 from neuralworld.world import World
 
 HEIGHT, WIDTH = 32, 32
 
 
 def tiny_config(height: int = HEIGHT, width: int = WIDTH, **fields):
+    """tiny's network at a small size, warping by the move as an input; a world that recalls real
+    frames only with recall=True (save_world gives it a bank)."""
+    fields = {"warp": "input", "recall": False, **fields}
     return dataclasses.replace(get_preset("tiny").net, height=height, width=width, memory_frames=(4, 8, 16),
                                channels=(8, 16, 16), control_embed=16, **fields)
 
@@ -56,8 +60,18 @@ def random_world_net(schema: ControlSchema, seed: int = 0, height: int = HEIGHT,
 
 def save_world(path: Path, schema: ControlSchema | None = None, seed: int = 0, **fields) -> Path:
     schema = schema or pose_schema()
-    World(random_world_net(schema, seed, **fields), schema, start_frames(), preset="tiny").save(path)
+    recall = {"bank": recall_bank(), "start_pose": walk_pose(np.zeros(3), 0.0, 0.0)} if fields.get("recall") else {}
+    World(random_world_net(schema, seed, **fields), schema, start_frames(), preset="tiny", **recall).save(path)
     return Path(path)
+
+
+def recall_bank(count: int = 8) -> Bank:
+    """Real frames for a world that recalls them: gradients seen from a circle of places 1 m
+    apart, heading within 1 radian of the start's (so that turning further recalls frames shown
+    as if turned, recall.Bank.recall)."""
+    angles = np.linspace(-1.0, 1.0, count)
+    poses = np.stack([walk_pose(np.array([np.cos(a), np.sin(a), 0.0]), a, 0.0) for a in angles])
+    return Bank(start_frames(count, seed=9), poses)
 
 
 class ShiftNet(nn.Module):

@@ -13,7 +13,8 @@ def test_the_warp_is_a_rung_of_the_hold_ladder_and_no_part_of_the_earlier_recipe
     assert {c.net.warp for _, _, c in ladder(PRESETS["tiny"])} == {"off"}
     hold = {name: c.net for name, _, c in hold_ladder(PRESETS["tiny"])}
     assert hold["today"].warp == "off" and hold["standing"].warp == "off"
-    assert hold["warp"].warp == "input" and hold["all"].warp == "input"
+    assert hold["warp"].warp == "input" and not hold["warp"].recall
+    assert hold["recall"].warp == "base" and hold["recall"].recall and hold["all"].recall
 
 
 def write_capture(path, n=64, size=16):

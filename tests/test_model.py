@@ -185,15 +185,22 @@ def test_move_warp_turns_and_zooms_the_view():
     warp = MoveWarp(48, 64, focal=0.75)  # 48 pixels of focal length
     bar = torch.zeros(1, 3, 48, 64)
     bar[..., 30:34] = 1.0  # a vertical bar, columns 30..33
-    torch.testing.assert_close(warp(bar, _move()), bar, atol=1e-4, rtol=0)  # standing still: the same frame
+    still, inside = warp(bar, _move())
+    torch.testing.assert_close(still, bar, atol=1e-4, rtol=0)  # standing still: the same frame
+    assert bool(inside.all())
     turn = math.radians(5)  # turning right (about the camera's y axis, which points down)
     R = [[math.cos(turn), 0, math.sin(turn)], [0, 1, 0], [-math.sin(turn), 0, math.cos(turn)]]
-    columns = torch.nonzero(warp(bar, _move(R))[0, 0, 24] > 0.5).flatten()
+    turned, inside = warp(bar, _move(R))
+    columns = torch.nonzero(turned[0, 0, 24] > 0.5).flatten()
     shift = round(48 * math.tan(turn))  # 4 pixels: the view moves left
     assert columns.tolist() == list(range(30 - shift, 34 - shift))
+    # what comes into view: a run of columns at the right edge (wider than the centre's shift:
+    # the view is turned, not slid), which the old view did not hold
+    came = torch.nonzero(inside[0, 0, 24] == 0).flatten().tolist()
+    assert came == list(range(64 - len(came), 64)) and shift <= len(came) <= 2 * shift
     square = torch.zeros(1, 3, 48, 64)
     square[..., 20:28, 28:36] = 1.0  # centred on the principal point (31.5, 23.5)
-    closer = warp(square, _move(translation=(0.0, 0.0, 1.0)))  # a metre forward: the plane is nearer
+    closer, _ = warp(square, _move(translation=(0.0, 0.0, 1.0)))  # a metre forward: the plane is nearer
     assert (closer[0, 0] > 0.5).sum() > 1.5 * (square[0, 0] > 0.5).sum()
 
 
@@ -202,7 +209,7 @@ def test_warped_world_starts_as_the_newest_frame_warped_by_the_move():
     net = WorldNet(config, POSE).eval()
     _, memory, noise = example_inputs(config, 16, batch=1)
     move = _move(translation=(0.1, 0.0, 0.3))
-    torch.testing.assert_close(net(move, memory, noise), net.warp(memory[0][:, -3:], move).clamp(0, 1))
+    torch.testing.assert_close(net(move, memory, noise), net.warp(memory[0][:, -3:], move)[0].clamp(0, 1))
     assert WorldNet(config, ControlSchema.identity(ACTION_KIND)).warp is None  # no move to warp by
     beside = WorldNet(dataclasses.replace(config, warp="input"), POSE).eval()  # the warped frame as an input only
     assert torch.equal(beside(move, memory, noise), memory[0][:, -3:])

@@ -195,11 +195,13 @@ def test_reduced_precision_models_stay_close_to_python(browser, pose_world, mode
     page.close()
 
 
-@pytest.mark.parametrize("fields", [{"objective": "flow", "sampler_steps": 2}, {"warp": "base"}],
-                         ids=["flow-sampler", "warp-by-the-move"])
+@pytest.mark.parametrize("fields", [{"objective": "flow", "sampler_steps": 2}, {"warp": "base"},
+                                    {"warp": "base", "recall": True}],
+                         ids=["flow-sampler", "warp-by-the-move", "recall-of-real-frames"])
 def test_worlds_with_more_inside_their_step_play_in_the_page_as_in_python(browser, tmp_path, fields):
     """Frame for frame: a flow world's sampler steps and the Gaussian noise made from the page's
-    uniforms; a warping world's homography and Catmull-Rom gathers."""
+    uniforms; a warping world's homography and Catmull-Rom gathers; a recalling world's pose,
+    recalled frame and relative pose (recall.Follower, world.js's Follower)."""
     world = save_world(tmp_path / "world", pose_schema(), seed=6, **fields)
     served = Served(export.export_world(world))
     try:
@@ -241,14 +243,26 @@ def mulberry32(seed: int, count: int) -> np.ndarray:
     return out
 
 
-def test_page_and_python_agree_over_300_frames_of_the_tour(browser, pose_world):
+@pytest.fixture(scope="module")
+def recall_world(tmp_path_factory):
+    """A world that recalls real frames (recall.py), exported."""
+    world = save_world(tmp_path_factory.mktemp("browser") / "recall", pose_schema(), seed=5, warp="base", recall=True)
+    served = Served(export.export_world(world, wasm="float32", webgpu_f16=False))
+    yield world, served
+    served.stop()
+
+
+@pytest.mark.parametrize("which", ["pose_world", "recall_world"])
+def test_page_and_python_agree_over_300_frames_of_the_tour(browser, request, which):
     """The same start, tour controls and noise (the page's seeded source) give the same frames in
     the page as in Python's World, frame after frame, within a few 8-bit levels (the float32 step
-    model; the int8 one is held to QUALITY_MIN_DB above)."""
+    model; the int8 one is held to QUALITY_MIN_DB above); for a recalling world, its pose and
+    recalls too, turning past every heading its bank faces."""
     from neuralworld.controls import walk_pose
+    from neuralworld.recall import FACING, pose_heading
     from neuralworld.tour import tour_controls
 
-    world_dir, served = pose_world
+    world_dir, served = request.getfixturevalue(which)
     world = World.load(world_dir)
     controls, _, _ = tour_controls(world.schema, 1 / 30, 300, walk_pose(np.zeros(3), 0.0, 0.0))
     page = open_page(browser, served.url + "?model=model.onnx")
@@ -263,13 +277,17 @@ def test_page_and_python_agree_over_300_frames_of_the_tour(browser, pose_world):
     per_step = sum(h * w for h, w in sizes)
     draws = mulberry32(11, 300 * per_step).astype(np.float32)
     world.reset()
-    expected = []
+    expected, headings = [], []
     for i, c in enumerate(controls):
         flat, noise = draws[i * per_step:(i + 1) * per_step], []
         for h, w in sizes:
             noise.append(flat[:h * w].reshape(1, 1, h, w))
             flat = flat[h * w:]
         expected.append(world.step(c, noise=noise))
+        if world.follower is not None:
+            headings.append(float(pose_heading(world.follower.pose)))
+    if world.follower is not None:  # it turned where no frame of the bank faced: frames shown as if turned
+        assert max(np.abs(headings)) > np.abs(pose_heading(world.bank.poses)).max() + FACING
     diff = np.abs(got - np.array(expected, np.int64))
     assert diff.max() <= 4 and diff.mean() < 0.05, (diff.max(), diff.mean())
     assert np.abs(np.diff(np.array(expected, np.int64), axis=0)).mean() > 0.1  # the frames change along the tour

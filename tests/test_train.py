@@ -191,7 +191,7 @@ def test_trainer_speed_switches_and_its_phase_timer(captures):
 
     preset = resolve_preset("tiny", ["memory_frames=[2,4]", "channels=[8,16]", "decoder_blocks=[1,1]",
                                      "encoder_blocks=[0,0]", "control_embed=16", "adversarial_weight=0.1",
-                                     "disc_channels=8"], size=(32, 32), batch=2)
+                                     "disc_channels=8", "recall=false"], size=(32, 32), batch=2)  # an action world
     data = load_captures([captures["a"]], preset.net, preset.recipe.unroll)
     trainer = Trainer(preset.net, preset.recipe, data.schema, torch.device("cpu"), 0, 1, use_bf16=False,
                       use_compile=False, channels_last=True, fused=True)

@@ -57,7 +57,8 @@ def ladder(base: Preset) -> list[tuple[str, str, Preset]]:
     width = max(net.channels)  # the flat body as wide as the base's widest scale
     flat = dataclasses.replace(
         net, memory_frames=earlier.memory_frames, control_mode=earlier.control_mode, network=earlier.network,
-        channels=(width,), encoder_blocks=(0,), decoder_blocks=(sum(net.decoder_blocks),), warp=earlier.warp)
+        channels=(width,), encoder_blocks=(0,), decoder_blocks=(sum(net.decoder_blocks),), warp=earlier.warp,
+        recall=earlier.recall)
     l1_only = dataclasses.replace(recipe, adversarial_weight=0.0)
     rungs = [rung("baseline2022", "earlier recipe: 2D controls, 1 frame of memory, flat 1/8 body, L1", flat, l1_only)]
     six = dataclasses.replace(flat, control_mode="6dof")
@@ -79,7 +80,7 @@ def ladder(base: Preset) -> list[tuple[str, str, Preset]]:
 # frames joined by values only, light memory noise, no standing still, no critic, regression
 TODAY = dict(frame_skip=False, still_fraction=0.0, noise_level_input=False, memory_noise=0.02, unroll=2,
              unroll_grad=False, adversarial_weight=0.0, adversarial_start=0, r1_weight=0.0, objective="regression",
-             warp="off")
+             warp="off", recall=False)
 # (name, what changes, fields): each technique of the hold ladder
 HOLD_TECHNIQUES = [
     ("time-steps", "+ trained on the time steps a player sends (frame skip)", dict(frame_skip=True)),
@@ -90,6 +91,7 @@ HOLD_TECHNIQUES = [
                                                                   r1_weight=1.0)),
     ("flow", "+ flow objective (sampled in 2 steps)", dict(objective="flow", unroll=3)),
     ("warp", "+ the newest frame warped by the move, as an input", dict(warp="input")),
+    ("recall", "+ warped by the move, what comes into view from recalled real frames", dict(warp="base", recall=True)),
 ]
 
 

@@ -68,8 +68,17 @@ def count_flops(net: torch.nn.Module, inputs: list[torch.Tensor], levels: int) -
 
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
-        net(inputs[0], inputs[1:1 + levels], inputs[1 + levels:])
+        network_call(net, inputs, levels)()
     return int(counter.get_total_flops())
+
+
+def network_call(net: torch.nn.Module, inputs: list[torch.Tensor], levels: int):
+    """A function that runs the network once on inputs in export order (export.input_names)."""
+    from neuralworld.export import split_recall
+
+    rest, recall = split_recall(net, tuple(inputs[1:]))
+    extra = {"recall": recall} if recall else {}
+    return lambda: net(inputs[0], list(rest[:levels]), list(rest[levels:]), **extra)
 
 
 def frames_per_second(step, seconds: float, warmup: int = 3) -> float:
@@ -84,9 +93,8 @@ def frames_per_second(step, seconds: float, warmup: int = 3) -> float:
 
 def bench_torch(net, inputs, levels: int, threads: int, seconds: float) -> dict:
     torch.set_num_threads(threads)
-    controls, memory, noise = inputs[0], inputs[1:1 + levels], inputs[1 + levels:]
     with torch.inference_mode():
-        fps = frames_per_second(lambda: net(controls, memory, noise), seconds)
+        fps = frames_per_second(network_call(net, inputs, levels), seconds)
     return {"fps": fps, "threads": threads}
 
 
@@ -263,7 +271,8 @@ def training_speed(preset) -> dict:
 
 
 def load_target(world: Path | None, preset: str | None):
-    """(name, net, schema, start frames, Preset) for a world folder or a preset with random weights."""
+    """(name, net, schema, start frames, Preset, recall) for a world folder or a preset with random
+    weights; recall: a recalling world's (bank, start pose), else None (bench_one makes one)."""
     from neuralworld.model.config import PRESETS, Preset, TrainRecipe, get_preset
 
     if world is not None:
@@ -273,9 +282,20 @@ def load_target(world: Path | None, preset: str | None):
         recipe = w.summary.get("recipe")
         recipe = (TrainRecipe.from_json(recipe) if isinstance(recipe, dict) else
                   PRESETS[w.preset].recipe if w.preset in PRESETS else TrainRecipe())
-        return str(world), w.net, w.schema, w.start_frames, Preset(w.preset or "world", w.config, recipe)
+        recall = (w.bank, w.start_pose) if w.bank is not None else None
+        return str(world), w.net, w.schema, w.start_frames, Preset(w.preset or "world", w.config, recipe), recall
     net, schema, start = random_world(get_preset(preset).net)
-    return f"preset {preset}", net, schema, start, get_preset(preset)
+    return f"preset {preset}", net, schema, start, get_preset(preset), None
+
+
+def stand_in_bank(start: np.ndarray):
+    """(bank, start pose) for timing a recalling network without a capture: its start frames,
+    seen from a row of places heading a little apart (recall.Bank)."""
+    from neuralworld.controls import walk_pose
+    from neuralworld.recall import Bank
+
+    poses = np.stack([walk_pose(np.array([0.5 * i, 0.0, 0.0]), 0.2 * i, 0.0) for i in range(len(start))])
+    return Bank(start, poses), poses[-1]
 
 
 def random_world(config):
@@ -301,13 +321,16 @@ def download_mb(web: Path, model: str) -> float:
 
 
 def bench_one(name, net, schema, start, preset, *, seconds: float, threads: list[int], runtimes: list[str],
-              peaks: dict, train: bool, walk_seconds: float = 3.0, profile: bool = False) -> dict:
+              peaks: dict, train: bool, walk_seconds: float = 3.0, profile: bool = False, recall=None) -> dict:
     from neuralworld import export, quantize
+    from neuralworld.recall import Follower
 
     config = net.config
     layout, h, w = config.layout, config.height, config.width
     levels = len(layout.frames)
-    inputs = export.parity_inputs(layout, h, w, schema, seed=0, noise_shapes=config.noise_shapes())
+    bank, start_pose = (recall or stand_in_bank(start)) if getattr(config, "recall", False) else (None, None)
+    inputs = export.parity_inputs(layout, h, w, schema, seed=0, noise_shapes=config.noise_shapes(),
+                                  recall=bank is not None)
     flops = count_flops(net, inputs, levels)
     row = {"target": name, "height": h, "width": w, "params": sum(p.numel() for p in net.parameters()),
            "gflops_per_frame": flops / 1e9, "results": []}
@@ -326,13 +349,15 @@ def bench_one(name, net, schema, start, preset, *, seconds: float, threads: list
         if {"onnxruntime", "wasm", "webgpu"} & set(runtimes):
             # the exported player, and the network alone (its memory updated outside) in float32 and int8
             net_only, _ = export.export_onnx(net, layout, h, w, schema, step=False)
-            played = quantize.played_inputs(net, layout, schema, start)
-            names = export.input_names(levels, len(config.noise_shapes()))
+            played = quantize.played_inputs(net, layout, schema, start,
+                                            follower=Follower(bank, start_pose) if bank is not None else None)
+            names = export.net_input_names(net)
             calibration = [export.feeds(c, names, False) for c in played[::quantize.CALIBRATION_EVERY]]
             net_int8 = quantize.quantize_int8(net_only, calibration, h)
             outside = {"memory": "outside"}
             web = export.export_network(net, Path(tmp) / "web", layout=layout, height=h, width=w, schema=schema,
-                                        start_frames=start, webgpu_f16=False, meta={"name": name}, extra_models={
+                                        start_frames=start, webgpu_f16=False, meta={"name": name}, bank=bank,
+                                        start_pose=start_pose, extra_models={
                                             "model.net.onnx": (net_only, {"precision": "float32", **outside}),
                                             "model.net.int8.onnx": (net_int8, {"precision": "int8", **outside})})
             row["download_mb"] = {lever: download_mb(web, query.split("model=")[1].split("&")[0])
@@ -467,9 +492,10 @@ def run(args) -> int:
     peaks = {t: machine_peak_gflops(t) for t in sorted({1, *threads})}
     rows = []
     for world, preset in targets:
-        rows.append(bench_one(*load_target(world, preset), seconds=args.seconds, threads=threads, runtimes=runtimes,
-                              peaks=peaks, train=not args.no_train, walk_seconds=args.walk_seconds,
-                              profile=args.profile))
+        *target, recall = load_target(world, preset)
+        rows.append(bench_one(*target, seconds=args.seconds, threads=threads, runtimes=runtimes, peaks=peaks,
+                              train=not args.no_train, walk_seconds=args.walk_seconds, profile=args.profile,
+                              recall=recall))
     print_table(rows, peaks, threads)
     if args.json is not None:
         atomic_write_json(args.json, {"peak_gflops": {str(k): v for k, v in peaks.items()}, "threads": threads,

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from neuralworld import recall
 from neuralworld.capture.format import open_capture
 from neuralworld.controls import POSE_CONTROL_NAMES, POSE_KIND, ControlSchema, pose_controls_between
 from neuralworld.engine import draw_noise
@@ -81,6 +82,11 @@ class TrainingData:
     summary: dict  # what the world was trained on
     rollout_start: int  # a held-out frame with held-out frames after it, to start preview rollouts
     rollout_length: int  # how many held-out frames follow it in its capture (at most 8)
+    # worlds that recall real frames (NetConfig.recall, recall.py), on the training device:
+    poses: torch.Tensor | None = None  # (N, 4, 4) float64 camera-to-world pose of every frame
+    bank: torch.Tensor | None = None  # (M,) int64 the frames that can be recalled (training frames only)
+    choices: torch.Tensor | None = None  # (N, RECALL_CHOICES) int64 per frame, the entries of `bank` it recalls
+    start_bank: tuple[np.ndarray, np.ndarray] | None = None  # the first capture's bank: frames, poses (a world's)
 
 
 def load_captures(paths, config: NetConfig, unroll: int, val_fraction: float = 0.1,
@@ -102,6 +108,7 @@ def load_captures(paths, config: NetConfig, unroll: int, val_fraction: float = 0
     need = window + unroll
     frames, controls, train_starts, train_ends, train_rows, val_targets, described = [], [], [], [], [], [], []
     poses, times, valid = [], [], []
+    bank, choices = [], []
     offset = 0
     rollout_start, rollout_length = 0, 0
     for cap in caps:
@@ -118,6 +125,10 @@ def load_captures(paths, config: NetConfig, unroll: int, val_fraction: float = 0
             poses.append(cap.poses)
             times.append(cap.times)
             valid.append(cap.valid)
+            if config.recall:  # the bank holds training frames; every frame recalls from its own capture's
+                kept = recall.choose_bank(cap.poses[:split], cap.valid[:split])
+                choices.append(sum(len(b) for b in bank) + recall.recall_choices(cap.poses, cap.times, kept))
+                bank.append(offset + kept)
         train_starts.append(offset + np.arange(0, split - need + 1))
         train_ends.append(np.full(split - need + 1, offset + split - 1))
         train_rows.append(offset + np.arange(window, split))  # the controls that lead to training targets
@@ -148,14 +159,23 @@ def load_captures(paths, config: NetConfig, unroll: int, val_fraction: float = 0
     summary = {"captures": described, "source_size": [first.width, first.height], "frame_skips": list(skips), **focal,
                "train_windows": int(sum(len(s) for s in train_starts)),
                "val_frames": int(sum(len(v) for v in val_targets))}
+    all_frames = np.concatenate(frames)
+    recalled = {}
+    if bank:  # pose captures (an action world recalls nothing: train.fit_to_captures turns recall off)
+        first_bank = bank[0]  # the first capture's frames come first
+        recalled = {"poses": torch.from_numpy(np.concatenate(poses)).to(device),
+                    "bank": torch.from_numpy(np.concatenate(bank)).to(device),
+                    "choices": torch.from_numpy(np.concatenate(choices)).to(device),
+                    "start_bank": (all_frames[first_bank], np.asarray(caps[0].poses[first_bank], np.float64))}
+        summary["recall_bank"] = int(len(first_bank))
     return TrainingData(
-        frames=torch.from_numpy(np.concatenate(frames)).to(device),
+        frames=torch.from_numpy(all_frames).to(device),
         controls=torch.from_numpy(all_controls.astype(np.float32)).to(device),
         train_starts=torch.from_numpy(np.concatenate(train_starts)).to(device),
         train_ends=torch.from_numpy(np.concatenate(train_ends)).to(device), skips=skips,
         moves=torch.from_numpy(move_controls(*track, max(skips))).to(device) if track else None,
         val_targets=torch.from_numpy(np.concatenate(val_targets)),
-        schema=schema, summary=summary, rollout_start=rollout_start, rollout_length=rollout_length,
+        schema=schema, summary=summary, rollout_start=rollout_start, rollout_length=rollout_length, **recalled,
     )
 
 
@@ -168,6 +188,7 @@ class Batch:
     noise_level: torch.Tensor  # (B,) std of the Gaussian noise put on each window's memory frames
     flow_t: torch.Tensor | None = None  # flow: (B, K) the noise level of each target's training example
     flow_eps: torch.Tensor | None = None  # flow: (B, K, 3, H, W) N(0, 1) noise of each target's example
+    recall: tuple[torch.Tensor, torch.Tensor] | None = None  # recall: (B, K, 3, H, W) frames, (B, K, 12) relative poses (recall.relative_pose)
 
 
 def step_generator(seed: int, step: int, rank: int = 0, device="cpu") -> torch.Generator:
@@ -211,15 +232,28 @@ def sample_batch(data: TrainingData, config: NetConfig, recipe: TrainRecipe, g: 
         controls[..., DT] = dt
     controls = controls.to(device)
     frames = frames_to_tensor(data.frames[index]).to(device)  # (B, T, 3, H, W)
+    recalled = None
+    if config.recall:  # one of the nearest bank frames a moment away from each target, or any (recall.py)
+        targets = index[:, window:]  # (B, K) frame indices
+        column = torch.randint(recall.RECALL_CHOICES, targets.shape, generator=g, device=g.device).to(here)
+        entry = data.choices[targets, column]
+        anywhere = torch.rand(targets.shape, generator=g, device=g.device).to(here) < recall.RECALL_RANDOM
+        entry = torch.where(anywhere, torch.randint(len(data.bank), targets.shape, generator=g,
+                                                    device=g.device).to(here), entry)
+        r = data.bank[entry]  # (B, K)
+        recalled = (frames_to_tensor(data.frames[r]).to(device),
+                    recall.relative_pose(data.poses[r], data.poses[targets]).to(device))
     if recipe.brightness_jitter > 0:  # one gain per window: appearance changes, motion does not
         gain = 1 + (2 * torch.rand(batch, generator=g, device=device) - 1) * recipe.brightness_jitter
         frames = (frames * gain[:, None, None, None, None]).clamp(0, 1)
+        if recalled is not None:
+            recalled = ((recalled[0] * gain[:, None, None, None, None]).clamp(0, 1), recalled[1])
     context, level = corrupt_memory_frames(frames[:, :window], recipe, g)
     if data.moves is not None and recipe.still_fraction > 0:  # standing windows keep a clean memory
         context = torch.where(still.to(device)[:, None, None, None, None], frames[:, :window], context)
         level = torch.where(still.to(device), torch.zeros_like(level), level)
     noise = [draw_noise(g, config.noise_shapes(), batch, device) for _ in range(unroll)]
-    out = Batch(memory_from_frames(context, layout), frames[:, window:], controls, noise, level)
+    out = Batch(memory_from_frames(context, layout), frames[:, window:], controls, noise, level, recall=recalled)
     if config.objective == "flow":  # t uniform in (0, 1], a quarter at 1: where every sampler starts
         t = torch.rand(batch, unroll, generator=g, device=g.device).to(device)
         start = torch.rand(batch, unroll, generator=g, device=g.device).to(device) < 0.25
@@ -257,10 +291,18 @@ def corrupt_memory_frames(frames: torch.Tensor, recipe: TrainRecipe, g: torch.Ge
 
 def validation_set(data: TrainingData, config: NetConfig, count: int = 32):
     """Up to `count` held-out targets, evenly spread, on the CPU: (memory, controls (V, C),
-    targets (V, 3, H, W), last memory frames (V, 3, H, W) for the copy-the-last-frame baseline)."""
+    targets (V, 3, H, W), last memory frames (V, 3, H, W) for the copy-the-last-frame baseline,
+    recall: each target's nearest bank frame and its relative pose, or None)."""
     window = config.layout.window
     pick = data.val_targets[torch.linspace(0, len(data.val_targets) - 1, min(count, len(data.val_targets))).long()]
     index = pick[:, None] + torch.arange(-window, 1)  # (V, window + 1): memory then target
     frames = frames_to_tensor(data.frames[index.to(data.frames.device)].cpu())  # (V, window + 1, 3, H, W)
     memory = memory_from_frames(frames[:, :window], config.layout)
-    return memory, data.controls[pick.to(data.controls.device)].cpu(), frames[:, window], frames[:, window - 1]
+    recalled = None
+    if config.recall:
+        here = data.frames.device
+        r = data.bank[data.choices[pick.to(here), 0]]
+        recalled = (frames_to_tensor(data.frames[r].cpu()),
+                    recall.relative_pose(data.poses[r], data.poses[pick.to(here)]).cpu())
+    return (memory, data.controls[pick.to(data.controls.device)].cpu(), frames[:, window], frames[:, window - 1],
+            recalled)

@@ -30,7 +30,7 @@ def draw_noise(generator: torch.Generator | None, shapes: list[tuple[int, int, i
 
 def step(net, memory: list[torch.Tensor], controls: torch.Tensor, noise: list[torch.Tensor],
          layout: MemoryLayout | None = None, *, noise_level: torch.Tensor | None = None,
-         grad_through_memory: bool = False) -> tuple[torch.Tensor, list[torch.Tensor]]:
+         grad_through_memory: bool = False, recall=None) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """One frame of a world, batched.
 
     net:         a network with the WorldNet signature (controls, memory, noise) -> frame
@@ -42,9 +42,12 @@ def step(net, memory: list[torch.Tensor], controls: torch.Tensor, noise: list[to
                  the network's play level)
     grad_through_memory: training on its own rollouts with gradients through the generated
                  frames (straight-through 8-bit rounding); otherwise the memory holds values only
+    recall:      worlds that recall real frames (recall.py): (frame (B, 3, H, W), relative pose (B, 12))
     -> frame (B, 3, H, W) as the network made it, and the memory with it pushed in (8-bit).
     """
     layout = layout or net.config.layout
-    frame = net(controls, memory, noise) if noise_level is None else net(controls, memory, noise, noise_level)
+    extra = {} if recall is None else {"recall": recall}
+    frame = (net(controls, memory, noise, **extra) if noise_level is None
+             else net(controls, memory, noise, noise_level, **extra))
     pushed = frame.float() if grad_through_memory else frame.detach().float()
     return frame, push(memory, pushed, layout, straight_through=grad_through_memory)

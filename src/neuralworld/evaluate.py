@@ -19,6 +19,7 @@ subject sees the same noise at the same point. Where each capture is measured: h
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 from itertools import count
@@ -38,7 +39,8 @@ from neuralworld.world import World
 
 def copy_last(like: World) -> World:
     """The copy-the-last-frame baseline of `like`: same size, memory and controls."""
-    return World(CopyLastNet(like.config), like.schema, like.start_frames, "copy-last")
+    return World(CopyLastNet(dataclasses.replace(like.config, recall=False)), like.schema, like.start_frames,
+                 "copy-last")
 
 
 def _mean(values) -> float | None:

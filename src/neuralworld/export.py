@@ -3,9 +3,11 @@
 The page runs one model per step: the world's rollout step itself (engine.step, PlayerStep
 below), exported through PyTorch's dynamo exporter (torch.export -> ONNX, opset 18) with fixed
 shapes, batch 1 and the names the player uses:
-  inputs   controls (1, C), memory_0..memory_{L-1}, noise_0..noise_{L-1} (float32), and for
+  inputs   controls (1, C), memory_0..memory_{L-1}, noise_0..noise_{L-1} (float32), for
            flow worlds noise_x (1, 4, H, W), the uniforms the sampler's K Euler steps (unrolled
-           in the graph) start from (world.json "noise" lists the noise shapes)
+           in the graph) start from (world.json "noise" lists the noise shapes), and for worlds
+           that recall real frames recall_frame (1, 3, H, W) and recall_pose (1, 12), what
+           recall.Follower gives (the page's copy of it follows the player's pose)
   outputs  frame (1, H, W, 4) uint8 RGBA, the picture to draw (memory.newest_frame, opaque)
            new_memory_0..new_memory_{L-1}, the memory with the frame pushed in (model/memory.push)
 The page feeds each step's new memory back in: it runs no per-pixel JavaScript, and on WebGPU the
@@ -26,6 +28,8 @@ The web folder (default WORLD/web) is a static site that any file server can ser
   world.json            what the page needs of the world
   start_memory.bin      the memory after the world's start frames (memory_from_frames), uint8
                         levels one after another, each (3 n_i, h_i, w_i): value = byte / 255
+  recall_frames.bin     worlds that recall: the bank's frames, uint8 (M, 3, H, W); world.json
+                        "recall" holds their poses, the start pose and recall.py's numbers
 
 The player follows the reference system's demo (Ollin Boer Bohan, "World Emulation via Neural
 Network", 2025), which ran its world with ONNX Runtime Web in the page.
@@ -56,12 +60,14 @@ from neuralworld.fileio import atomic_dir
 from neuralworld.model.memory import (MemoryLayout, from_bytes, memory_from_frames, newest_frame, push_bytes,
                                       quantize8, to_bytes)
 from neuralworld.player import RULES
+from neuralworld.recall import Follower, recall_rule
 from neuralworld.world import World, frames_to_tensor
 
 WEB_FORMAT = "neuralworld-web"
 WEB_VERSION = 2
 OPSET = 18
 WEB_SOURCE = Path(__file__).parent / "web"
+RECALL_INPUTS = ["recall_frame", "recall_pose"]  # recall.Follower.step's (1, 3, H, W) and (1, 12), float32
 RUNTIME_DIR = WEB_SOURCE / "ort"  # filled by scripts/fetch-web-runtime.sh
 PLAYER_FILES = ["index.html", "style.css", "player.js", "world.js", "worker.js", "controls.js", "memory.js", "sw.js"]
 # the runtime files each backend loads (ort.*.min.mjs imports its .mjs/.wasm pair)
@@ -73,10 +79,17 @@ PARITY_SHARE = 1e-3  # ... and at most this share of them off by that level (val
 QUALITY_MIN_DB = quantize.QUALITY_MIN_DB
 
 
-def input_names(levels: int, noise_inputs: int | None = None) -> list[str]:
-    """controls, memory_i per level, noise_i per level, and noise_x for a flow sampler's start."""
+def input_names(levels: int, noise_inputs: int | None = None, recall: bool = False) -> list[str]:
+    """controls, memory_i per level, noise_i per level, noise_x for a flow sampler's start, and a
+    recalling world's recall_frame and recall_pose."""
     noise = [f"noise_{i}" for i in range(levels)] + ["noise_x"] * ((noise_inputs or levels) - levels)
-    return ["controls"] + [f"memory_{i}" for i in range(levels)] + noise
+    return ["controls"] + [f"memory_{i}" for i in range(levels)] + noise + RECALL_INPUTS * recall
+
+
+def net_input_names(net: nn.Module) -> list[str]:
+    """input_names of a network with the WorldNet signature."""
+    config = net.config
+    return input_names(len(config.layout.frames), len(config.noise_shapes()), getattr(config, "recall", False))
 
 
 def output_names(levels: int) -> list[str]:
@@ -98,13 +111,15 @@ class PlayerStep(nn.Module):
 
     def forward(self, controls, *tensors):
         levels = len(self.layout.frames)
+        tensors, recall = split_recall(self.net, tensors)
         memory, noise = list(tensors[:levels]), list(tensors[levels:])
         if self.memory_bytes:
-            frame = self.net(controls, from_bytes(memory), noise)  # engine.step on bytes
+            extra = {"recall": recall} if recall else {}
+            frame = self.net(controls, from_bytes(memory), noise, **extra)  # engine.step on bytes
             memory = push_bytes(memory, frame.float(), self.layout)
             rgb = memory[0][:, -3:].permute(0, 2, 3, 1)  # newest_frame, already bytes
         else:
-            _, memory = engine.step(self.net, memory, controls, noise, self.layout)
+            _, memory = engine.step(self.net, memory, controls, noise, self.layout, recall=recall)
             rgb = newest_frame(memory)  # (1, H, W, 3) uint8
         return torch.cat([rgb, torch.full_like(rgb[..., :1], 255)], dim=-1), *memory
 
@@ -118,7 +133,17 @@ class NetworkOnly(nn.Module):
         self.net, self.levels = net, len(layout.frames)
 
     def forward(self, controls, *tensors):
-        return self.net(controls, list(tensors[:self.levels]), list(tensors[self.levels:]))
+        tensors, recall = split_recall(self.net, tensors)
+        extra = {"recall": recall} if recall else {}
+        return self.net(controls, list(tensors[:self.levels]), list(tensors[self.levels:]), **extra)
+
+
+def split_recall(net: nn.Module, tensors: tuple) -> tuple[tuple, tuple | None]:
+    """The inputs after controls -> (memory and noise, (recall_frame, recall_pose) of a recalling
+    world or None)."""
+    if getattr(net.config, "recall", False):
+        return tensors[:-2], tuple(tensors[-2:])
+    return tensors, None
 
 
 class Folded(nn.Module):
@@ -176,19 +201,21 @@ class ExportedWorld(World):
     def __init__(self, world: World, model: Path | bytes, threads: int = 1):
         import onnxruntime as ort
 
-        super().__init__(world.net, world.schema, world.start_frames, world.preset, world.summary)
+        super().__init__(world.net, world.schema, world.start_frames, world.preset, world.summary,
+                         bank=world.bank, start_pose=world.start_pose)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         source = model if isinstance(model, bytes) else str(model)
         self.session = ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
-        self.names = input_names(len(self.layout.frames), len(self.config.noise_shapes()))
+        self.names = net_input_names(self.net)
         self.memory_bytes = keeps_bytes(self.session)
 
     def step(self, controls, noise=None) -> np.ndarray:
         t0 = time.perf_counter()
         c = torch.as_tensor(self.schema.clip(np.asarray(controls, np.float32).reshape(1, -1)))
         noise = self.draw_noise() if noise is None else [torch.as_tensor(np.asarray(n, np.float32)) for n in noise]
-        inputs = feeds([c, *self.memory, *noise], self.names, self.memory_bytes)
+        recall = list(self.follower.step(c[0].numpy())) if self.follower is not None else []
+        inputs = feeds([c, *self.memory, *noise, *recall], self.names, self.memory_bytes)
         frame, *memory = self.session.run(None, inputs)
         memory = [torch.from_numpy(m) for m in memory]
         self.memory = from_bytes(memory) if self.memory_bytes else memory
@@ -198,10 +225,11 @@ class ExportedWorld(World):
 
 
 def parity_inputs(layout: MemoryLayout, height: int, width: int, schema: ControlSchema, seed: int,
-                  start_frames: np.ndarray | None = None, noise_shapes=None) -> list[torch.Tensor]:
+                  start_frames: np.ndarray | None = None, noise_shapes=None, recall: bool = False) -> list[torch.Tensor]:
     """Fixed inputs in export order: controls (1, C) around the schema's mean and scale, memory of
     8-bit values (from the start frames when given, else random), noise U(0, 1) of `noise_shapes`
-    (NetConfig.noise_shapes; default one map per memory level)."""
+    (NetConfig.noise_shapes; default one map per memory level), and with `recall` a recalled frame
+    of 8-bit values and a relative pose near standing (rotation and translation off by ~0.1)."""
     g = torch.Generator().manual_seed(seed)
     mean = torch.tensor(schema.mean, dtype=torch.float32)
     scale = torch.tensor(schema.scale, dtype=torch.float32)
@@ -211,7 +239,12 @@ def parity_inputs(layout: MemoryLayout, height: int, width: int, schema: Control
         memory = memory_from_frames(frames_to_tensor(start_frames[None]), layout)
     else:
         memory = [quantize8(torch.rand(1, 3 * n, h, w, generator=g)) for n, (h, w) in zip(layout.frames, sizes)]
-    return [controls, *memory, *draw_noise(g, noise_shapes or [(1, h, w) for h, w in sizes])]
+    noise = draw_noise(g, noise_shapes or [(1, h, w) for h, w in sizes])
+    if not recall:
+        return [controls, *memory, *noise]
+    frame = quantize8(torch.rand(1, 3, height, width, generator=g))
+    relative = (torch.eye(3, 4) + 0.1 * torch.randn(3, 4, generator=g)).reshape(1, 12)
+    return [controls, *memory, *noise, frame, relative]
 
 
 def export_onnx(net: nn.Module, layout: MemoryLayout, height: int, width: int, schema: ControlSchema,
@@ -222,8 +255,8 @@ def export_onnx(net: nn.Module, layout: MemoryLayout, height: int, width: int, s
     levels = len(layout.frames)
     flat = PlayerStep(net, layout, memory_bytes) if step else NetworkOnly(net, layout)
     shapes = net.config.noise_shapes()
-    inputs = input_names(levels, len(shapes))
-    args = parity_inputs(layout, height, width, schema, seed=0, noise_shapes=shapes)
+    inputs = net_input_names(net)
+    args = parity_inputs(layout, height, width, schema, seed=0, noise_shapes=shapes, recall="recall_pose" in inputs)
     args = tuple(feeds(args, inputs, memory_bytes, tensors=True).values())
     names = dict(input_names=inputs, output_names=output_names(levels) if step else ["frame"])
     flat.eval()
@@ -441,13 +474,15 @@ def _reduced(name: str, model: bytes, reference: bytes, held_out, what: str) -> 
 def export_network(net: nn.Module, out_dir: Path, *, layout: MemoryLayout, height: int, width: int,
                    schema: ControlSchema, start_frames: np.ndarray, fp16: bool = False, wasm: str = "int8",
                    webgpu_f16: bool = True, force: bool = False, meta: dict | None = None,
-                   extra_models: dict[str, tuple[bytes, dict]] | None = None) -> Path:
+                   extra_models: dict[str, tuple[bytes, dict]] | None = None, bank=None,
+                   start_pose: np.ndarray | None = None) -> Path:
     """Export any network with the WorldNet signature and write the web folder `out_dir`.
 
     fp16: store model.onnx's weights as float16 (half its download, float32 arithmetic).
     wasm: "int8" (model.int8.onnx, when it keeps the quality) or "float32" (model.onnx).
     webgpu_f16: also write model.f16.onnx (float16 arithmetic) for WebGPU adapters with shader-f16.
     extra_models: more files {name: (bytes, description)} for the page's ?model= (benchmarks).
+    bank, start_pose: a recalling world's real frames (recall.Bank) and the pose it starts at.
     A folder that holds an earlier export is replaced; anything else needs force=True."""
     out_dir = Path(out_dir)
     net = net.eval()
@@ -458,16 +493,21 @@ def export_network(net: nn.Module, out_dir: Path, *, layout: MemoryLayout, heigh
     if wasm not in ("int8", "float32"):
         raise UserError(f"wasm={wasm!r}: expected int8 or float32")
     shapes = net.config.noise_shapes()
-    names = input_names(len(layout.frames), len(shapes))
+    names = net_input_names(net)
+    recall = "recall_pose" in names
+    if recall and (bank is None or start_pose is None):
+        raise ValueError("a world that recalls real frames is exported with its bank and start pose")
 
     float32, exporter = export_onnx(net, layout, height, width, schema)
-    checks = [parity_inputs(layout, height, width, schema, seed, noise_shapes=shapes) for seed in (1, 2)]
-    checks.append(parity_inputs(layout, height, width, schema, 3, start_frames, noise_shapes=shapes))
+    checks = [parity_inputs(layout, height, width, schema, seed, noise_shapes=shapes, recall=recall)
+              for seed in (1, 2)]
+    checks.append(parity_inputs(layout, height, width, schema, 3, start_frames, noise_shapes=shapes, recall=recall))
     models = {"model.onnx": (float32, {"precision": "float32",
                                        "parity": check_parity(net, float32, checks, f"{out_dir} (float32)")})}
     # what the page will feed the model: calibration for int8, and unseen inputs to measure quality
     played = quantize.played_inputs(net, layout, schema, start_frames,
-                                    start_attitude=(meta or {}).get("start_attitude", (0.0, 0.0)))
+                                    start_attitude=(meta or {}).get("start_attitude", (0.0, 0.0)),
+                                    follower=Follower(bank, start_pose) if recall else None)
     calibration, held_out = played[::quantize.CALIBRATION_EVERY], played[2::quantize.CALIBRATION_EVERY]
     if fp16:
         halved = halve_weights(float32)
@@ -515,6 +555,10 @@ def export_network(net: nn.Module, out_dir: Path, *, layout: MemoryLayout, heigh
         "start_frames": int(len(start_frames)),
         "player": player_fingerprint(),
     }
+    if recall:  # what web/world.js's Follower needs: the bank as bytes, (M, 3, H, W), and recall.py's rule
+        page["recall"] = {"file": "recall_frames.bin", "count": len(bank), "poses": bank.poses.reshape(-1, 16).tolist(),
+                          "start_pose": np.asarray(start_pose, np.float64).reshape(16).tolist(),
+                          **recall_rule()}
     force = force or _is_previous_export(out_dir)
     with atomic_dir(out_dir, force=force) as tmp:
         for name in PLAYER_FILES:
@@ -526,10 +570,12 @@ def export_network(net: nn.Module, out_dir: Path, *, layout: MemoryLayout, heigh
             (tmp / name).write_bytes(data)
         (tmp / "start_memory.bin").write_bytes(b"".join(np.round(m.numpy() * 255.0).astype(np.uint8).tobytes()
                                                         for m in start_memory))
+        if recall:
+            (tmp / "recall_frames.bin").write_bytes(np.ascontiguousarray(bank.frames.transpose(0, 3, 1, 2)).tobytes())
         # for offline play: the service worker caches "page" when it installs; the page caches the
         # files of the backend it runs once they have loaded
         runtime = {b: [f"ort/{f}" for f in RUNTIME_OF[b.split("-")[0]]] for b in backends}
-        page["files"] = {"page": PLAYER_FILES + ["start_memory.bin", "world.json", "./"],
+        page["files"] = {"page": PLAYER_FILES + ["start_memory.bin", "world.json", "./"] + ["recall_frames.bin"] * recall,
                          **{b: [model] + runtime[b] for b, model in backends.items()}}
         (tmp / "world.json").write_text(json.dumps(page, indent=2) + "\n")
     return out_dir
@@ -544,7 +590,7 @@ def export_world(world_dir: Path, out_dir: Path | None = None, fp16: bool = Fals
     out_dir = world_dir / "web" if out_dir is None else Path(out_dir)
     return export_network(world.net, out_dir, layout=world.layout, height=world.height, width=world.width,
                           schema=world.schema, start_frames=world.start_frames, fp16=fp16, wasm=wasm,
-                          webgpu_f16=webgpu_f16, force=force,
+                          webgpu_f16=webgpu_f16, force=force, bank=world.bank, start_pose=world.start_pose,
                           meta={"name": world_dir.resolve().name, "preset": world.preset,
                                 "start_attitude": list(world.start_attitude),
                                 "source": world_fingerprint(world_dir), "objective": world.config.objective,

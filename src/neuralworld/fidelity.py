@@ -25,14 +25,19 @@ from neuralworld.player import drive_from, random_sticks, world_time_step
 
 def synth_renderer(capture: Capture, height: int, width: int):
     """A function (N,4,4) poses -> (N, height, width, 3) frames rendering the capture's own
-    synthetic scene (capture.json "synth": scene, seed, fov_deg), or None for other captures."""
+    synthetic scene (capture.json "synth": scene, seed, fov_deg), or None for other captures.
+    The views are made as the capture's frames reach a world: rendered at the capture's size, then
+    resized (world.resize_frames). Rendered at the world's size they would carry 1.4 times the
+    capture's fine detail at 64x48 (aliasing), and a real frame would look blurred beside them."""
     spec = capture.meta.get("synth")
     if capture.meta.get("motion", {}).get("source") != "synthetic" or not spec:
         return None
     from neuralworld.capture.synth import render_poses
+    from neuralworld.world import resize_frames
 
-    return lambda poses: render_poses(poses, width, height, seed=int(spec["seed"]), scene=spec["scene"],
-                                      fov_deg=float(spec["fov_deg"]))
+    return lambda poses: resize_frames(
+        np.asarray(render_poses(poses, capture.width, capture.height, seed=int(spec["seed"]), scene=spec["scene"],
+                                fov_deg=float(spec["fov_deg"])), np.uint8), height, width)
 
 
 def commanded_trajectory(d: HeldOut, s: int, frames: int, seed: int):

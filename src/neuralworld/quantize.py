@@ -44,11 +44,13 @@ QUALITY_MIN_DB = 40.0  # one-step PSNR against float32 below which a quantized m
 
 
 def played_inputs(net, layout: MemoryLayout, schema: ControlSchema, start_frames: np.ndarray,
-                  steps: int = CALIBRATION_STEPS, seed: int = 0, start_attitude=(0.0, 0.0)) -> list[list[torch.Tensor]]:
+                  steps: int = CALIBRATION_STEPS, seed: int = 0, start_attitude=(0.0, 0.0),
+                  follower=None) -> list[list[torch.Tensor]]:
     """The inputs (controls, memory_0.., noise_0.., and a flow world's noise_x) of `steps` steps of the float network played
     from the start frames under the player's tour (pose worlds walk, turn, look, strafe, back up;
     action worlds steer and throttle), at the world's trained time step nearest 1/15 s, starting
-    with the start frames' (roll, pitch) as the page does."""
+    with the start frames' (roll, pitch) as the page does. A recalling world's inputs end with what
+    its `follower` (recall.Follower) recalls at each step."""
     from neuralworld.geometry import camera_rotation, make_pose
     from neuralworld.player import trained_time_step
     from neuralworld.world import frames_to_tensor
@@ -64,8 +66,9 @@ def played_inputs(net, layout: MemoryLayout, schema: ControlSchema, start_frames
         for c in controls:
             c = torch.as_tensor(schema.clip(c))[None]  # (1, C), as World.step and the page clip it
             noise = engine.draw_noise(generator, net.config.noise_shapes())
-            out.append([c, *memory, *noise])
-            _, memory = engine.step(net, memory, c, noise, layout)
+            recall = follower.step(c[0].numpy()) if follower is not None else None
+            out.append([c, *memory, *noise, *(recall or ())])
+            _, memory = engine.step(net, memory, c, noise, layout, recall=recall)
     return out
 
 

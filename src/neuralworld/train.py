@@ -49,6 +49,7 @@ from neuralworld.controls import POSE_KIND, ControlSchema
 from neuralworld.data import TrainingData, load_captures, sample_batch, step_generator, validation_set
 from neuralworld.errors import UserError
 from neuralworld.model.config import PRESETS, NetConfig, Preset, TrainRecipe, get_preset
+from neuralworld.recall import Bank
 from neuralworld.runfolder import (CHECKPOINT, CHECKPOINT_FORMAT, MetricsLog, check_output, commit_output,
                                    load_checkpoint, partial_folder, save_checkpoint, write_preview)
 from neuralworld.trainer import LOSS_NAMES, Trainer, validate
@@ -240,11 +241,12 @@ def train_world(captures, output, preset: Preset | str | None = "tiny", options:
 
 def fit_to_captures(preset: Preset, kind: str, summary: dict) -> Preset:
     """The fields training takes from the captures: a warping network warps with the capture's
-    focal length (summary "focal", from its intrinsics), and not at all in an action world (no move)."""
+    focal length (summary "focal", from its intrinsics), and not at all in an action world (no move
+    to warp by, no pose to recall real frames by)."""
     if preset.net.warp == "off":
         return preset
     if kind != POSE_KIND:
-        return preset.with_fields(warp="off")
+        return preset.with_fields(warp="off", recall=False)
     return preset.with_fields(focal=summary["focal"]) if "focal" in summary else preset
 
 
@@ -330,6 +332,8 @@ class TrainingRun:
         # the roll and pitch of the newest start frame: the move out of it carries them (controls.py)
         moves = self.data.moves
         self.start_attitude = tuple(moves[1, window, 12:14].tolist()) if moves is not None else (0.0, 0.0)
+        self.bank = Bank(*self.data.start_bank) if self.config.recall else None
+        self.start_pose = self.data.poses[window - 1].cpu().numpy() if self.config.recall else None
         self.t0 = time.time()
 
     def elapsed(self) -> float:
@@ -341,7 +345,7 @@ class TrainingRun:
         net, data = self.trainer.ema.net, self.data
         result = validate(net, self.val, self.dev)
         world = World(net, data.schema, self.start_frames, self.preset.name, self.summary, device=self.dev,
-                      start_attitude=self.start_attitude)
+                      start_attitude=self.start_attitude, bank=self.bank, start_pose=self.start_pose)
         real, generated = free_rollout(world, data)
         pred = (result.pop("pred")[:8].permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
         targets = (self.val[2][:8].permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)

@@ -64,28 +64,30 @@ class Unroll(nn.Module):
         self.grad_through_memory = grad_through_memory
         self.noise_level_input = noise_level_input
 
-    def forward(self, memory, controls, noise, noise_level, targets=None, flow_t=None, flow_eps=None):
+    def forward(self, memory, controls, noise, noise_level, targets=None, flow_t=None, flow_eps=None, recall=None):
         """memory: L x (B, 3n, h, w); controls (B, K, C); noise: K x the noise inputs; noise_level (B,)
         -> frames (B, K, 3, H, W) and the newest full-size memory each was made from (B, K, 3n0, H, W).
         Flow: the frames are the clean frames predicted from the targets noised to flow_t (B, K)
-        with flow_eps (B, K, 3, H, W); the memory goes on with the network's own samples."""
+        with flow_eps (B, K, 3, H, W); the memory goes on with the network's own samples.
+        recall: worlds that recall real frames, ((B, K, 3, H, W) frames, (B, K, 12) relative poses)."""
         frames, contexts = [], []
         level = noise_level if self.noise_level_input else None
+        at = lambda k: None if recall is None else (recall[0][:, k], recall[1][:, k])  # noqa: E731
         if flow_t is not None:
             for k in range(controls.shape[1]):
                 contexts.append(memory[0])
                 t = flow_t[:, k]
                 x_t = (1 - t)[:, None, None, None] * (2 * targets[:, k] - 1) + t[:, None, None, None] * flow_eps[:, k]
-                frames.append(self.net.predict(controls[:, k], memory, noise[k], level, x_t, t))
+                frames.append(self.net.predict(controls[:, k], memory, noise[k], level, x_t, t, recall=at(k)))
                 if k + 1 < controls.shape[1]:
                     with torch.no_grad():
                         _, memory = engine.step(self.net, memory, controls[:, k], noise[k], self.layout,
-                                                noise_level=level)
+                                                noise_level=level, recall=at(k))
             return torch.stack(frames, 1), torch.stack(contexts, 1)
         for k in range(controls.shape[1]):
             contexts.append(memory[0])
             frame, memory = engine.step(self.net, memory, controls[:, k], noise[k], self.layout, noise_level=level,
-                                        grad_through_memory=self.grad_through_memory)  # (B, 3, H, W)
+                                        grad_through_memory=self.grad_through_memory, recall=at(k))  # (B, 3, H, W)
             frames.append(frame)
         return torch.stack(frames, 1), torch.stack(contexts, 1)
 
@@ -160,7 +162,8 @@ class Trainer:
             controls = self.net.normalise_controls(_flat(batch.controls))
         with self.autocast():
             frames, contexts = self.unroll(batch.memory, batch.controls, batch.noise, batch.noise_level,
-                                           batch.targets, batch.flow_t, batch.flow_eps)  # (B, K, 3, H, W)
+                                           batch.targets, batch.flow_t, batch.flow_eps,
+                                           batch.recall)  # (B, K, 3, H, W)
             frames = frames.float()
             l1 = self.l1(frames, batch.targets)
             loss = recipe.l1_weight * l1
@@ -229,13 +232,14 @@ class Trainer:
 def validate(net: WorldNet, val, device, seed: int = 1234) -> dict:
     """One-step prediction of held-out frames from real memory (data.validation_set), through
     engine.step, against copy-the-last-frame."""
-    memory, controls, targets, last = val
+    memory, controls, targets, last, recalled = val
     g = torch.Generator().manual_seed(seed)
     preds = []
     for i in range(0, len(targets), 32):
         mem = [m[i:i + 32].to(device) for m in memory]
         noise = engine.draw_noise(g, net.config.noise_shapes(), mem[0].shape[0], device)
-        frame, _ = engine.step(net, mem, controls[i:i + 32].to(device), noise)
+        part = None if recalled is None else tuple(r[i:i + 32].to(device) for r in recalled)
+        frame, _ = engine.step(net, mem, controls[i:i + 32].to(device), noise, recall=part)
         preds.append(frame.float().cpu())
     pred = quantize8(torch.cat(preds))  # as the world shows it: 8-bit
     to_hwc = lambda x: x.permute(0, 2, 3, 1).numpy()  # noqa: E731

@@ -12,6 +12,9 @@ The world folder:
                         "training" (summary, with the TrainRecipe as "recipe")}
   weights.safetensors  the averaged (EMA) weights of WorldNet, buffers included; never a pickle
   start_frames.npy     (K, H, W, 3) uint8 real frames, oldest first, to start play from
+  recall_frames.npy    worlds that recall real frames (recall.py): (M, H, W, 3) uint8 the bank
+  recall_poses.npy     (M, 4, 4) float64 their camera-to-world poses; world.json's "start_pose"
+                       is the newest start frame's
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from neuralworld.fileio import atomic_write_bytes, atomic_write_json, read_json
 from neuralworld.model.config import NetConfig
 from neuralworld.model.memory import MemoryLayout, empty_memory, memory_from_frames, newest_frame
 from neuralworld.model.network import WorldNet
+from neuralworld.recall import Bank, Follower
 
 FORMAT = "neuralworld-world"
 VERSION = 1
@@ -65,7 +69,8 @@ class World:
     the copy-the-last-frame baseline (model/network.CopyLastNet)."""
 
     def __init__(self, net, schema: ControlSchema, start_frames: np.ndarray, preset: str | None = None,
-                 summary: dict | None = None, device="cpu", start_attitude=(0.0, 0.0)):
+                 summary: dict | None = None, device="cpu", start_attitude=(0.0, 0.0),
+                 bank: Bank | None = None, start_pose=None):
         self.device = torch.device(device)
         self.net = net.to(self.device).eval()
         self.config: NetConfig = net.config
@@ -76,6 +81,13 @@ class World:
         self.start_attitude = (float(start_attitude[0]), float(start_attitude[1]))
         self.preset = preset
         self.summary = summary or {}
+        # worlds that recall real frames: the bank, the pose of the newest start frame, and what
+        # follows the camera's pose from the moves of the controls (recall.Follower, as the page does)
+        self.bank = bank
+        self.start_pose = np.eye(4) if start_pose is None else np.array(start_pose, np.float64)
+        self.follower = Follower(bank, self.start_pose) if bank is not None else None
+        if self.config.recall and bank is None:
+            raise ValueError("a world that recalls real frames needs its bank")
         self.generator = torch.Generator().manual_seed(0)
         self.memory: list[torch.Tensor] = []
         self.step_seconds, self.steps = 0.0, 0  # time spent in step(), for frames/s figures
@@ -147,7 +159,21 @@ class World:
                 and all(isinstance(a, (int, float)) and np.isfinite(a) for a in attitude)):
             raise UserError(f"{path}/world.json: start_attitude {attitude!r} is not two finite numbers (roll, "
                             "pitch in radians; the world folder is damaged: train it again)")
-        return cls(net, schema, start, meta.get("preset"), meta.get("training"), device, attitude)
+        bank, start_pose = None, None
+        if config.recall:
+            try:
+                bank = Bank(np.load(path / "recall_frames.npy", allow_pickle=False),
+                            np.load(path / "recall_poses.npy", allow_pickle=False))
+                start_pose = np.array(meta["start_pose"], np.float64).reshape(4, 4)
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                raise UserError(f"{path}: cannot read the recalled frames ({type(e).__name__}: {str(e)[:120]}; "
+                                "the world folder is damaged: train it again)") from None
+            if (bank.frames.shape[1:] != (config.height, config.width, 3) or bank.poses.shape != (len(bank), 4, 4)
+                    or not len(bank) or not np.isfinite(bank.poses).all() or not np.isfinite(start_pose).all()):
+                raise UserError(f"{path}: recall_frames.npy {bank.frames.shape} and recall_poses.npy "
+                                f"{bank.poses.shape} do not fit a {config.width}x{config.height} world (the world "
+                                "folder is damaged: train it again)")
+        return cls(net, schema, start, meta.get("preset"), meta.get("training"), device, attitude, bank, start_pose)
 
     def to_json(self) -> dict:
         return {
@@ -158,6 +184,7 @@ class World:
             "memory": self.layout.to_json(),
             "height": self.height, "width": self.width,
             "start_attitude": list(self.start_attitude),
+            **({"start_pose": self.start_pose.tolist()} if self.bank is not None else {}),
             "training": self.summary,
         }
 
@@ -170,6 +197,11 @@ class World:
         buf = io.BytesIO()
         np.save(buf, self.start_frames, allow_pickle=False)
         atomic_write_bytes(path / "start_frames.npy", buf.getvalue())
+        if self.bank is not None:
+            for name, array in (("recall_frames.npy", self.bank.frames), ("recall_poses.npy", self.bank.poses)):
+                buf = io.BytesIO()
+                np.save(buf, array, allow_pickle=False)
+                atomic_write_bytes(path / name, buf.getvalue())
         atomic_write_json(path / "world.json", self.to_json())
 
     # --- rollout ---
@@ -177,8 +209,12 @@ class World:
     def reset(self, start=None, seed: int = 0) -> list[torch.Tensor]:
         """Start a rollout. start: None (the world's start frames), an array (T, H, W, 3) uint8 of
         real frames, oldest first (resized to the world's size if needed), or "blank" (zeros).
-        The noise generator is re-seeded, so the same reset and controls give the same frames."""
+        The noise generator is re-seeded, so the same reset and controls give the same frames.
+        A world that recalls real frames starts at its start pose, or, from other frames, at the
+        pose of the bank frame most like the newest of them (Bank.locate)."""
         self.generator.manual_seed(seed)
+        if self.follower is not None:
+            self.follower.reset()
         if isinstance(start, str):
             if start != "blank":
                 raise ValueError(f"start={start!r}: expected None, 'blank' or an array of frames")
@@ -188,6 +224,8 @@ class World:
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise ValueError(f"start frames: expected (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
         frames = resize_frames(frames, self.height, self.width)
+        if start is not None and self.follower is not None:
+            self.follower.reset(self.bank.locate(frames[-1]))
         self.memory = memory_from_frames(frames_to_tensor(frames[None], self.device), self.layout)
         return self.memory
 
@@ -210,7 +248,10 @@ class World:
             noise = self.draw_noise()
         else:
             noise = [torch.as_tensor(np.asarray(n, np.float32), device=self.device) for n in noise]
-        _, self.memory = engine.step(self.net, self.memory, c, noise, self.layout)
+        recalled = None
+        if self.follower is not None:  # the pose the move leads to, and the bank frame to recall there
+            recalled = tuple(t.to(self.device) for t in self.follower.step(c[0].cpu().numpy()))
+        _, self.memory = engine.step(self.net, self.memory, c, noise, self.layout, recall=recalled)
         frame = newest_frame(self.memory)[0].cpu().numpy()  # (H, W, 3) the frame as memory holds it
         self.step_seconds += time.perf_counter() - t0
         self.steps += 1

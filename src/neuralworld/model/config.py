@@ -76,6 +76,8 @@ class NetConfig:
     play_noise_level: float = 0.0  # the level it is told at play, where memory is not noised
     objective: str = "regression"  # "regression": one prediction per frame; "flow": sampled by flow matching
     sampler_steps: int = 2  # flow: Euler steps per frame at play (1..4; `--sampler-steps` changes it at play)
+    recall: bool = False  # pose worlds with warp: what comes into view is taken from the capture's frames (recall.py)
+    recall_refresh: float = 0.1  # worlds that recall: share of the recalled view mixed into each moving step's warped frame at play
 
     def __post_init__(self):
         _check_types(self)
@@ -91,6 +93,9 @@ class NetConfig:
         if self.warp not in ("off", "input", "base") or not self.focal > 0:
             raise UserError(f"warp {self.warp!r}, focal {self.focal}: expected 'off', 'input' or 'base', and a focal "
                             "length above 0")
+        if self.recall and (self.warp == "off" or not 0 <= self.recall_refresh < 1):
+            raise UserError(f"recall with warp {self.warp!r}, recall_refresh {self.recall_refresh}: a world that "
+                            "recalls real frames warps them (warp 'input' or 'base'), and refreshes by a share in [0, 1)")
         if self.objective not in ("regression", "flow") or not 1 <= self.sampler_steps <= 16:
             raise UserError(f"objective {self.objective!r}, sampler_steps {self.sampler_steps}: expected "
                             "'regression' or 'flow', and 1..16 steps")
@@ -214,11 +219,13 @@ PRESETS: dict[str, Preset] = {
     # Trained on standing still: at equal time (10 minutes a rung) the hold ladder's rung with the
     # best idle PSNR, collapse frame and moves; frame skip scored higher PSNR by blurring, and
     # lower idle (docs/MEASURED.md). The page steps at the time step the world was trained on.
-    # The newest frame warped by the move joins its inputs (pose worlds): the demo's recipe with it
-    # idled at 37-38 dB in three 4-minute runs (29-32 without) and still beat copying at 128 and 512 frames.
+    # Pose worlds warp the newest frame by the move and take what comes into view from the capture's
+    # frames, recalled by pose (recall.py): on the demo's capture the first recipe whose tour held in
+    # every chunk and whose walking changed the view; idle 38.5 dB; it beats copying at 128 and 512
+    # frames of the unseen walk, and loses at 8 (docs/MEASURED.md).
     "tiny": Preset("tiny", NetConfig(
         height=64, width=64, memory_frames=(4, 8, 16), channels=(16, 48, 64),
-        encoder_blocks=(0, 0, 0), decoder_blocks=(1, 1, 2), control_embed=64, warp="input",
+        encoder_blocks=(0, 0, 0), decoder_blocks=(1, 1, 2), control_embed=64, warp="base", recall=True,
     ), TrainRecipe(
         batch=8, lr=1e-3, ema_decay=0.995, unroll=2, adversarial_weight=0.0, disc_channels=16, disc_lr=1e-3,
         still_fraction=0.15,

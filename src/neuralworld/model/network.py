@@ -26,7 +26,9 @@ import torch.nn.functional as F
 from neuralworld.controls import POSE_KIND, ControlSchema
 from neuralworld.engine import draw_noise
 from neuralworld.model.config import NetConfig
+from neuralworld.recall import FEATURES as RECALL_FEATURES, RECALL_REACH
 
+MOVED = 1e-3  # recall refresh: a move whose numbers differ from standing by this much (summed) refreshes fully
 NOISE_LEVEL_SCALE = 10.0  # the memory's noise level (std in 0..1 units) enters the control MLP times this
 
 # Leaky, not plain ReLU: the network starts as copy-the-last-frame and L1 pulls its change
@@ -149,15 +151,32 @@ class MoveWarp(nn.Module):
         self.register_buffer("pixels", pixels, persistent=False)
         self.inverse_depth = nn.Parameter(torch.tensor(0.25))
 
-    def forward(self, frame: torch.Tensor, controls: torch.Tensor) -> torch.Tensor:
-        """frame (B, 3, H, W), controls (B, C) raw -> frame (B, 3, H, W) warped by the move."""
+    def forward(self, frame: torch.Tensor, controls: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """frame (B, 3, H, W), controls (B, C) raw -> frame (B, 3, H, W) warped by the move, and
+        (B, 1, H, W) 1 where the old view held the pixel, 0 where it came into view."""
         move = controls[:, :12].reshape(-1, 3, 4)
         # (B, 3, 3): R + t e3^T / d, which adds t / d to R's third column
         plane = torch.cat([move[:, :, :2], move[:, :, 2:3] + move[:, :, 3:] * self.inverse_depth], 2)
+        return self.sample(frame, plane)
+
+    def sample(self, frame: torch.Tensor, plane: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """frame (B, 3, H, W) seen through (B, 3, 3) camera-axes homography `plane` (new camera
+        ray -> old camera ray) -> the warped frame and where it was inside the old view (forward)."""
         H = self.K @ plane @ self.K_inv  # new pixel -> old pixel
         old = self.pixels @ H.transpose(1, 2)  # (B, H W, 3)
         uv = old[..., :2] / old[..., 2:].clamp_min(1e-3)
-        return catmull_rom_sample(frame, uv)
+        b, _, h, w = frame.shape
+        inside = ((old[..., 2] > 0) & (uv[..., 0] >= -0.5) & (uv[..., 0] <= w - 0.5)
+                  & (uv[..., 1] >= -0.5) & (uv[..., 1] <= h - 0.5))
+        return catmull_rom_sample(frame, uv), inside.to(frame.dtype).reshape(b, 1, h, w)
+
+    def recalled(self, frame: torch.Tensor, relative: torch.Tensor) -> torch.Tensor:
+        """A recalled real frame (B, 3, H, W) turned to face the way the camera faces; relative
+        (B, 12): the camera in the recalled camera's axes, rows of [R | t]. Only the rotation is
+        used (a scene far away): the recalled camera stood elsewhere, and a plane at the learned
+        depth would stretch its view out of shape with every metre between them."""
+        frame, _ = self.sample(frame, relative.reshape(-1, 3, 4)[:, :, :3])
+        return frame
 
 
 def catmull_rom_sample(frame: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
@@ -239,14 +258,17 @@ class WorldNet(nn.Module):
         index = schema.network_index(config.control_mode)
         self.register_buffer("control_index", torch.tensor(index), persistent=False)
         e = config.control_embed
-        inputs = len(index) + (1 if config.noise_level_input else 0) + (1 if self.flow else 0)
+        inputs = (len(index) + (1 if config.noise_level_input else 0) + (1 if self.flow else 0)
+                  + (RECALL_FEATURES if config.recall else 0))
         self.control_mlp = nn.Sequential(nn.Linear(inputs, e), nn.LeakyReLU(NEGATIVE_SLOPE),
                                          nn.Linear(e, e), nn.LeakyReLU(NEGATIVE_SLOPE))
         # warp: the newest frame warped by the move (pose worlds: an action world has no move to warp by)
         self.warp = MoveWarp(config.height, config.width, config.focal) if (
             config.warp != "off" and schema.kind == POSE_KIND) else None
-        # flow: the noisy frame x_t joins at full size; warp: the warped frame
-        extra = (3 if self.flow else 0) + (3 if self.warp is not None else 0)
+        if config.recall and self.warp is None:
+            raise ValueError("a world that recalls real frames warps them: it needs a pose schema and warp on")
+        # flow: the noisy frame x_t joins at full size; warp: the warped frame; recall: the recalled one
+        extra = (3 if self.flow else 0) + (3 if self.warp is not None else 0) + (3 if config.recall else 0)
         self.body = UNetBody(config, e, extra) if config.network == "unet" else Flat8Body(config, e, extra)
         if config.residual:  # start as copy-the-last-frame
             last = self.body.out if config.network == "unet" else self.body.up[0]
@@ -258,14 +280,16 @@ class WorldNet(nn.Module):
         return (controls - self.control_mean) / self.control_scale
 
     def forward(self, controls: torch.Tensor, memory: list[torch.Tensor], noise: list[torch.Tensor],
-                noise_level: torch.Tensor | None = None) -> torch.Tensor:
+                noise_level: torch.Tensor | None = None, recall=None) -> torch.Tensor:
         """noise_level (B,): the std of the noise training put on the memory frames (networks with
-        noise_level_input; None: config.play_noise_level, as at play)."""
+        noise_level_input; None: config.play_noise_level, as at play). recall (networks with
+        config.recall): (frame (B, 3, H, W), relative (B, 12)), the recalled real frame and the camera
+        in its camera's axes, rows of [R | t] (recall.py)."""
         if self.flow:
-            return self.sample(controls, memory, noise, noise_level)
-        return self.predict(controls, memory, noise, noise_level)
+            return self.sample(controls, memory, noise, noise_level, recall=recall)
+        return self.predict(controls, memory, noise, noise_level, recall=recall)
 
-    def predict(self, controls, memory, noise, noise_level=None, x_t=None, t=None) -> torch.Tensor:
+    def predict(self, controls, memory, noise, noise_level=None, x_t=None, t=None, recall=None) -> torch.Tensor:
         """The next frame (B, 3, H, W) in [0, 1]; for flow, the clean frame from x_t (B, 3, H, W)
         at t (B,). noise: the memory levels' maps (the first L of the noise inputs)."""
         c = torch.index_select(self.normalise_controls(controls), 1, self.control_index)  # (B, C') the controls this recipe sees
@@ -276,7 +300,24 @@ class WorldNet(nn.Module):
         maps = list(noise[:len(memory)])
         newest = memory[0][:, -3:]
         if self.warp is not None:  # where the newest frame's pixels land after the move
-            warped = self.warp(newest, controls)
+            warped, inside = self.warp(newest, controls)
+            if self.config.recall:  # what comes into view is taken from the recalled real frame
+                if recall is None:
+                    raise ValueError("this world recalls real frames: pass recall=(frame, relative pose)")
+                frame, relative = recall
+                turned = self.warp.recalled(frame.to(warped.dtype), relative.to(warped.dtype))
+                warped = inside * warped + (1 - inside) * turned
+                # at play, a little of the real view at every step that moves (not in training,
+                # where the network would learn to take it out again)
+                if self.config.recall_refresh > 0 and not self.training:
+                    still = torch.eye(3, 4, device=controls.device, dtype=controls.dtype).reshape(1, 12)
+                    moved = ((controls[:, :12] - still).abs().sum(1) / MOVED).clamp(0, 1)  # (B,) 0 standing, 1 moving
+                    share = (self.config.recall_refresh * moved)[:, None, None, None].to(warped.dtype)
+                    warped = (1 - share) * warped + share * turned
+                rows = relative.reshape(-1, 3, 4).to(c.dtype)  # the MLP is told the rotation and the clipped way
+                away = rows[:, :, 3].clamp(-RECALL_REACH, RECALL_REACH) / RECALL_REACH
+                c = torch.cat([c, rows[:, :, :3].flatten(1), away], 1)  # (B, ... + 12)
+                maps[0] = torch.cat([maps[0], turned], 1)  # (B, ... + 3, H, W)
             maps[0] = torch.cat([maps[0], warped], 1)
             if self.config.warp == "base":
                 newest = warped
@@ -292,7 +333,7 @@ class WorldNet(nn.Module):
             return out + (out.clamp(0.0, 1.0) - out).detach()
         return out.clamp(0.0, 1.0)
 
-    def sample(self, controls, memory, noise, noise_level=None, steps: int | None = None) -> torch.Tensor:
+    def sample(self, controls, memory, noise, noise_level=None, steps: int | None = None, recall=None) -> torch.Tensor:
         """Flow: the next frame by `steps` Euler steps from t = 1 to 0, from the Gaussian noise
         made from the last noise input (gaussian_from_uniform)."""
         steps = steps or self.sampler_steps
@@ -300,7 +341,8 @@ class WorldNet(nn.Module):
         batch = x.shape[0]
         for k in range(steps):
             t, t_next = 1.0 - k / steps, 1.0 - (k + 1) / steps
-            x0 = 2 * self.predict(controls, memory, noise, noise_level, x, torch.full((batch,), t, device=x.device)) - 1
+            x0 = 2 * self.predict(controls, memory, noise, noise_level, x, torch.full((batch,), t, device=x.device),
+                                  recall) - 1
             x = x + (t_next - t) * (x - x0) / t  # Euler on the velocity (x_t - x0) / t; at t_next = 0, x = x0
         return ((x + 1) / 2).clamp(0.0, 1.0)
 
@@ -321,6 +363,12 @@ def example_inputs(config: NetConfig, control_dim: int, batch: int = 1, device=N
     return controls, memory, draw_noise(None, config.noise_shapes(), batch, device)
 
 
+def example_recall(config: NetConfig, batch: int = 1, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random recalled frame and the camera where it stood (relative pose of standing still)."""
+    return (torch.rand(batch, 3, config.height, config.width, device=device),
+            torch.eye(3, 4, device=device).reshape(1, 12).expand(batch, 12))
+
+
 def model_stats(config: NetConfig, schema: ControlSchema | None = None) -> dict:
     """Parameters and FLOPs of one frame (batch 1), counted by torch.utils.flop_counter.
     FLOPs count a multiply-add as 2; elementwise ops are not counted (they are small)."""
@@ -331,7 +379,7 @@ def model_stats(config: NetConfig, schema: ControlSchema | None = None) -> dict:
     inputs = example_inputs(config, schema.dim)
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
-        net(*inputs)
+        net(*inputs, **({"recall": example_recall(config)} if config.recall else {}))
     return {
         "params": sum(p.numel() for p in net.parameters()),
         "flops": int(counter.get_total_flops()),
@@ -349,5 +397,6 @@ class CopyLastNet(nn.Module):
         super().__init__()
         self.config = config
 
-    def forward(self, controls: torch.Tensor, memory: list[torch.Tensor], noise: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, controls: torch.Tensor, memory: list[torch.Tensor], noise: list[torch.Tensor],
+                recall=None) -> torch.Tensor:
         return memory[0][:, -3:]

@@ -108,6 +108,99 @@ function toValues(bytes) {
   return out;
 }
 
+// ---- recall of real frames by pose (recall.py: Bank.recall and Follower, number for number)
+
+const wrap = (a) => Math.atan2(Math.sin(a), Math.cos(a)); // to (-pi, pi], as np.angle(exp(1j a))
+const heading = (p) => Math.atan2(p[6], p[2]); // a 4x4 row-major pose's forward axis about the vertical
+function roundHalfEven(x) { // numpy's round
+  const r = Math.round(x);
+  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+function matmul4(a, b) { // row-major 4x4
+  const out = new Float64Array(16);
+  for (let i = 0; i < 4; i++) {
+    for (let j = 0; j < 4; j++) {
+      let v = 0;
+      for (let k = 0; k < 4; k++) v += a[4 * i + k] * b[4 * k + j];
+      out[4 * i + j] = v;
+    }
+  }
+  return out;
+}
+
+function invertPose(p) { // [R | t] -> [R^T | -R^T t]
+  const out = new Float64Array(16);
+  for (let i = 0; i < 3; i++) {
+    for (let j = 0; j < 3; j++) out[4 * i + j] = p[4 * j + i];
+    out[4 * i + 3] = -(p[i] * p[3] + p[4 + i] * p[7] + p[8 + i] * p[11]);
+  }
+  out[15] = 1;
+  return out;
+}
+
+function yawed(p, angle) { // turned by `angle` about the world's vertical at its place
+  const c = Math.cos(angle), s = Math.sin(angle), out = Float64Array.from(p);
+  for (let j = 0; j < 3; j++) {
+    out[j] = c * p[j] - s * p[4 + j];
+    out[4 + j] = s * p[j] + c * p[4 + j];
+  }
+  return out;
+}
+
+// The camera's pose over play, from the moves of the controls, and the bank frame it recalls.
+class Follower {
+  constructor(recall, bytes, height, width) {
+    Object.assign(this, { rule: recall, bytes });
+    this.poses = recall.poses.map((p) => Float64Array.from(p));
+    this.headings = this.poses.map(heading);
+    this.start = Float64Array.from(recall.start_pose);
+    this.size = 3 * height * width;
+    this.frame = new Float32Array(this.size); // recall_frame, (1, 3, H, W) values k / 255
+    this.relative = new Float32Array(12); // recall_pose, rows of [R | t]
+    this.shown = -1;
+    this.reset();
+  }
+
+  reset() { this.pose = Float64Array.from(this.start); }
+
+  nearest(position, toward) {
+    let best = 0, bestCost = Infinity, bestOff = 0;
+    for (let i = 0; i < this.poses.length; i++) {
+      const p = this.poses[i];
+      const metres = Math.hypot(p[3] - position[0], p[7] - position[1], p[11] - position[2]);
+      const off = wrap(this.headings[i] - toward);
+      const cost = metres + this.rule.heading_metres * Math.abs(off);
+      if (cost < bestCost) { best = i; bestCost = cost; bestOff = off; }
+    }
+    return [best, bestOff];
+  }
+
+  step(controls) {
+    const move = new Float64Array(16);
+    for (let k = 0; k < 12; k++) move[k] = controls[k];
+    move[15] = 1;
+    const before = heading(this.pose);
+    this.pose = matmul4(this.pose, move);
+    const now = heading(this.pose), turning = wrap(now - before), position = [this.pose[3], this.pose[7], this.pose[11]];
+    let [i, off] = this.nearest(position, now);
+    let seenFrom = this.poses[i];
+    if (Math.abs(off) > this.rule.facing) { // nothing faced this way: a frame turned to face a sector
+      const t = now / this.rule.sector, r = this.rule.turning;
+      const sector = this.rule.sector * (turning > r ? Math.ceil(t) : turning < -r ? Math.floor(t) : roundHalfEven(t));
+      [i, off] = this.nearest(position, sector);
+      seenFrom = yawed(this.poses[i], -off);
+    }
+    const rel = matmul4(invertPose(seenFrom), this.pose);
+    this.relative.set(rel.subarray(0, 12));
+    if (i !== this.shown) {
+      const bytes = this.bytes.subarray(i * this.size, (i + 1) * this.size);
+      for (let k = 0; k < this.size; k++) this.frame[k] = BYTE_VALUES[bytes[k]];
+      this.shown = i;
+    }
+  }
+}
+
 export class World {
   // meta: world.json; canvas: an OffscreenCanvas or a <canvas>; options: {backend, threads, model};
   // base: the URL the world's files are under; report(status): called after every frame
@@ -130,6 +223,7 @@ export class World {
   async load() {
     const { meta } = this;
     const start = fetchBytes(new URL(meta.start_memory.file, this.base)); // while the runtime starts
+    const bank = meta.recall ? fetchBytes(new URL(meta.recall.file, this.base)) : null;
     Object.assign(this, await createSession(meta, this.options, this.base));
     const { ort, session } = this;
     this.threads = this.backend === 'wasm' ? ort.env.wasm.numThreads : 0;
@@ -144,6 +238,11 @@ export class World {
       this.feeds[names[i]] = new ort.Tensor('float32', a, [1, c, h, w]);
       return a;
     });
+    if (bank) { // a world that recalls real frames: recall.py's Follower, fed at every step
+      this.follower = new Follower(meta.recall, await bank, meta.height, meta.width);
+      this.feeds.recall_frame = new ort.Tensor('float32', this.follower.frame, [1, 3, meta.height, meta.width]);
+      this.feeds.recall_pose = new ort.Tensor('float32', this.follower.relative, [1, 12]);
+    }
     this.dims = meta.memory.sizes.map(([h, w], i) => [1, 3 * meta.memory.frames[i], h, w]);
     // the model's memory: float32 values k / 255, or (WebAssembly's int8 model) the bytes k
     this.bytes = (meta.models[this.file] || {}).memory_dtype === 'uint8';
@@ -166,6 +265,7 @@ export class World {
   reset() {
     const { meta } = this;
     this.driver.reset();
+    if (this.follower) this.follower.reset();
     this.worldTime = 0;
     for (let i = 0; i < this.dims.length; i++) {
       const old = this.feeds[`memory_${i}`];
@@ -197,6 +297,7 @@ export class World {
     const t0 = performance.now();
     const ranges = meta.controls.ranges; // within the ranges the world was trained on, as World.step keeps them
     for (let i = 0; i < this.controls.length; i++) this.controls[i] = Math.min(ranges[i][1], Math.max(ranges[i][0], controls[i]));
+    if (this.follower) this.follower.step(this.controls); // the pose the move leads to, and what it recalls
     for (let i = 0; i < this.noise.length; i++) {
       const a = this.noise[i];
       if (noise) a.set(noise[i]);

@@ -1,0 +1,94 @@
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from neuralworld.capture.format import open_capture
+from neuralworld.cli import main
+from neuralworld.controls import ControlSchema, walk_pose
+from neuralworld.errors import UserError
+from neuralworld.model.config import NetConfig
+from neuralworld.model.network import WorldNet, example_inputs
+from neuralworld.recall import SECTOR, Bank, pose_heading, relative_pose
+from neuralworld.world import World
+from test_train import MICRO
+from worldgen import moving_pattern
+
+NET = NetConfig(height=32, width=32, memory_frames=(2, 4), channels=(8, 16), encoder_blocks=(0, 1),
+                decoder_blocks=(1, 1), control_embed=16, warp="base", focal=0.75, recall=True, recall_refresh=0.0)
+
+
+def _turn(angle: float) -> torch.Tensor:
+    """(1, 16) pose controls of turning right by `angle` radians on the spot (about the camera's y)."""
+    c = torch.zeros(1, 16)
+    R = torch.tensor([[math.cos(angle), 0, math.sin(angle)], [0, 1, 0], [-math.sin(angle), 0, math.cos(angle)]])
+    c[0, :12] = torch.cat([R, torch.zeros(3, 1)], 1).reshape(12)
+    return c
+
+
+def test_what_comes_into_view_is_the_recalled_frame_and_the_rest_the_world_s_own():
+    """A fresh recall world (its change starts at zero) turning right shows its own dark view
+    moved left, and in the columns that came into view at the right, the recalled white frame;
+    recall_refresh mixes that share of the recalled view into the whole frame when the camera moves."""
+    net = WorldNet(NET, ControlSchema.identity()).eval()
+    _, memory, noise = example_inputs(NET, 16, batch=1)
+    memory = [torch.zeros_like(m) for m in memory]  # the world's view: black
+    recalled = (torch.ones(1, 3, 32, 32), torch.eye(3, 4).reshape(1, 12))  # a white frame facing the camera's way
+    frame = net(_turn(math.radians(10)), memory, noise, recall=recalled)[0, 0]  # (32, 32) red
+    came = round(24 * math.tan(math.radians(10)))  # 4 columns: 24 pixels of focal length
+    assert frame[14:18, -came + 1:].min() > 0.99  # what came into view (rows about the centre)
+    assert frame[8:24, :32 - came - 1].max() < 0.01  # what the old view held (away from the corners, which
+    # the turn also brings into view)
+    refreshed = WorldNet(dataclasses.replace(NET, recall_refresh=0.25), ControlSchema.identity()).eval()
+    refreshed.load_state_dict(net.state_dict())
+    moving = refreshed(_turn(math.radians(2)), memory, noise, recall=recalled)[0, 0]
+    torch.testing.assert_close(moving[8:24, :28], torch.full((16, 28), 0.25))
+    standing = refreshed(_turn(0.0), memory, noise, recall=recalled)[0, 0]
+    assert standing.max() == 0  # a world you stand in does not change
+    with pytest.raises(ValueError, match="recalls real frames"):
+        net(_turn(0.0), memory, noise)
+
+
+def test_recall_shows_a_frame_facing_the_camera_as_taken_and_else_one_turned_to_a_sector():
+    ahead = walk_pose(np.zeros(3), 0.0, 0.0)
+    aside = walk_pose(np.array([3.0, 0.0, 0.0]), 0.05, 0.0)
+    bank = Bank(np.zeros((2, 8, 8, 3), np.uint8), np.stack([ahead, aside]))
+    i, seen_from = bank.recall(walk_pose(np.array([0.1, 0.0, 0.0]), 0.1, 0.0))
+    assert i == 0 and np.array_equal(seen_from, ahead)  # near and facing: as it was taken
+    # turning towards a heading nothing in the bank faces: a frame shown as if it faced the
+    # next sector boundary that way, at its own place
+    camera = walk_pose(np.zeros(3), 2.0, 0.0)
+    heading = pose_heading(camera)
+    for turning, sector in ((0.01, math.ceil(heading / SECTOR) * SECTOR), (-0.01, math.floor(heading / SECTOR) * SECTOR)):
+        i, seen_from = bank.recall(camera, turning)
+        assert pose_heading(seen_from) == pytest.approx(math.remainder(sector, 2 * math.pi), abs=1e-9)
+        np.testing.assert_allclose(seen_from[:3, 3], bank.poses[i][:3, 3])
+    rel = relative_pose(torch.from_numpy(ahead), torch.from_numpy(ahead))
+    torch.testing.assert_close(rel, torch.eye(3, 4).reshape(12))
+
+
+def test_a_recall_world_trains_keeps_its_bank_and_its_export_plays_as_python(tmp_path):
+    from neuralworld.export import ExportedWorld, export_world
+
+    capture = moving_pattern(tmp_path / "pose", frames=30, seed=2, kind="pose")
+    out = tmp_path / "world"
+    assert main(["train", str(capture), "-o", str(out), "--steps", "2", *MICRO, "--set", "warp=base",
+                 "--set", "recall=true"]) == 0
+    world = World.load(out)
+    assert world.config.recall and len(world.bank) >= 1
+    assert world.bank.frames.shape[1:] == (32, 32, 3) and (out / "recall_poses.npy").exists()
+    moves = open_capture(capture).controls()[10:16]  # (6, C) the capture's own moves
+    frames = world.rollout(None, moves)
+    assert frames.shape == (6, 32, 32, 3)
+    assert not np.allclose(world.follower.pose, world.start_pose)  # it followed the moves
+    web = export_world(out, wasm="float32", webgpu_f16=False)
+    meta = json.loads((web / "world.json").read_text())
+    assert meta["inputs"][-2:] == ["recall_frame", "recall_pose"] and meta["recall"]["count"] == len(world.bank)
+    assert (web / "recall_frames.bin").stat().st_size == world.bank.frames.size
+    exported = ExportedWorld(world, web / "model.onnx").rollout(None, moves)
+    assert np.abs(exported.astype(int) - frames).max() <= 1  # the exported step recalls as Python does
+    with pytest.raises(UserError, match="recall"):
+        NetConfig(height=32, width=32, recall=True)  # nothing to warp the recalled frames with
