@@ -101,8 +101,9 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=2.0, help="timed seconds per model, runtime and thread count")
     args = p.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
-    if browser_missing():
-        print(browser_missing(), file=sys.stderr)
+    missing = browser_missing()
+    if missing:
+        print(missing, file=sys.stderr)
         return 1
     with tempfile.TemporaryDirectory(prefix="neuralworld-wasm-ops-") as tmp:
         web = Path(tmp)

@@ -62,23 +62,22 @@ def machine_peak_gflops(threads: int, size: int = 1024, seconds: float = 1.0) ->
     return float(out.stdout.strip())
 
 
-def count_flops(net: torch.nn.Module, inputs: list[torch.Tensor], levels: int) -> int:
+def count_flops(net: torch.nn.Module, inputs: list[torch.Tensor]) -> int:
     """FLOPs of one frame (a multiply-add counts 2), by torch.utils.flop_counter."""
     from torch.utils.flop_counter import FlopCounterMode
 
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
-        network_call(net, inputs, levels)()
+        network_call(net, inputs)()
     return int(counter.get_total_flops())
 
 
-def network_call(net: torch.nn.Module, inputs: list[torch.Tensor], levels: int):
+def network_call(net: torch.nn.Module, inputs: list[torch.Tensor]):
     """A function that runs the network once on inputs in export order (export.input_names)."""
-    from neuralworld.export import split_recall
+    from neuralworld.export import NetworkOnly
 
-    rest, recall = split_recall(net, tuple(inputs[1:]))
-    extra = {"recall": recall} if recall else {}
-    return lambda: net(inputs[0], list(rest[:levels]), list(rest[levels:]), **extra)
+    only = NetworkOnly(net, net.config.layout)
+    return lambda: only(*inputs)
 
 
 def frames_per_second(step, seconds: float, warmup: int = 3) -> float:
@@ -91,10 +90,10 @@ def frames_per_second(step, seconds: float, warmup: int = 3) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def bench_torch(net, inputs, levels: int, threads: int, seconds: float) -> dict:
+def bench_torch(net, inputs, threads: int, seconds: float) -> dict:
     torch.set_num_threads(threads)
     with torch.inference_mode():
-        fps = frames_per_second(network_call(net, inputs, levels), seconds)
+        fps = frames_per_second(network_call(net, inputs), seconds)
     return {"fps": fps, "threads": threads}
 
 
@@ -161,8 +160,9 @@ def bench_browser(web_dir: Path, backend: str, seconds: float, threads: int = 1,
                   walk_seconds: float = 0.0) -> dict:
     """Whole player steps per second in headless chromium, the time to the first frame and, with
     walk_seconds, the live loop's frame times while walking; {"skipped": reason} when not possible."""
-    if browser_missing():
-        return {"skipped": browser_missing()}
+    missing = browser_missing()
+    if missing:
+        return {"skipped": missing}
     # WebGPU: chromium offers its software adapter (SwiftShader) only with this flag
     with served_page(web_dir, ["--enable-unsafe-webgpu"] if backend == "webgpu" else ["--disable-gpu"]) as (page, url):
         page.goto(f"{url}?backend={backend}&threads={threads}" + (f"&{query}" if query else ""))
@@ -207,8 +207,9 @@ def profile_browser(web_dir: Path, seconds: float, threads: int) -> dict:
     (WebAssembly, on the page's thread so that its console reaches us), over `seconds` of whole
     steps. {"ops": {operator: ms per frame}, "nodes": [(node, operator, output shape, ms per
     frame)] (slowest first), "runs", "fps"}; {"skipped": reason} when not possible."""
-    if browser_missing():
-        return {"skipped": browser_missing()}
+    missing = browser_missing()
+    if missing:
+        return {"skipped": missing}
     lines: list[str] = []
     with served_page(web_dir, ["--disable-gpu"]) as (page, url):
         page.on("console", lambda m: lines.append(m.text))
@@ -327,11 +328,10 @@ def bench_one(name, net, schema, start, preset, *, seconds: float, threads: list
 
     config = net.config
     layout, h, w = config.layout, config.height, config.width
-    levels = len(layout.frames)
-    bank, start_pose = (recall or stand_in_bank(start)) if getattr(config, "recall", False) else (None, None)
+    bank, start_pose = (recall or stand_in_bank(start)) if config.recall else (None, None)
     inputs = export.parity_inputs(layout, h, w, schema, seed=0, noise_shapes=config.noise_shapes(),
                                   recall=bank is not None)
-    flops = count_flops(net, inputs, levels)
+    flops = count_flops(net, inputs)
     row = {"target": name, "height": h, "width": w, "params": sum(p.numel() for p in net.parameters()),
            "gflops_per_frame": flops / 1e9, "results": []}
     print(f"{name}: {w}x{h}, {row['params'] / 1e6:.2f} M parameters, {flops / 1e9:.3f} GFLOP per frame", flush=True)
@@ -364,7 +364,7 @@ def bench_one(name, net, schema, start, preset, *, seconds: float, threads: list
                                   for lever, query in LEVERS if (web / query.split("model=")[1].split("&")[0]).is_file()}
         for t in threads:  # every runtime on one thread count, then the next: ratios from like conditions
             if "torch" in runtimes:
-                record("torch", "network float32", bench_torch(net, inputs, levels, t, seconds), t)
+                record("torch", "network float32", bench_torch(net, inputs, t, seconds), t)
             if "onnxruntime" in runtimes:
                 for lever, model in NATIVE:
                     record("onnxruntime", lever, bench_onnxruntime((web / model).read_bytes(), inputs, t, seconds), t)

@@ -89,7 +89,7 @@ def input_names(levels: int, noise_inputs: int | None = None, recall: bool = Fal
 def net_input_names(net: nn.Module) -> list[str]:
     """input_names of a network with the WorldNet signature."""
     config = net.config
-    return input_names(len(config.layout.frames), len(config.noise_shapes()), getattr(config, "recall", False))
+    return input_names(len(config.layout.frames), len(config.noise_shapes()), config.recall)
 
 
 def output_names(levels: int) -> list[str]:
@@ -141,7 +141,7 @@ class NetworkOnly(nn.Module):
 def split_recall(net: nn.Module, tensors: tuple) -> tuple[tuple, tuple | None]:
     """The inputs after controls -> (memory and noise, (recall_frame, recall_pose) of a recalling
     world or None)."""
-    if getattr(net.config, "recall", False):
+    if net.config.recall:
         return tensors[:-2], tuple(tensors[-2:])
     return tensors, None
 

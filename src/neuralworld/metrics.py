@@ -36,6 +36,12 @@ def to_float(frames) -> np.ndarray:
     return a.astype(np.float64) / 255.0 if a.dtype == np.uint8 else a.astype(np.float64)
 
 
+def luma(frames) -> np.ndarray:
+    """(..., H, W, 3) frames -> (..., H, W) luma 0.299 R + 0.587 G + 0.114 B in [0, 1]."""
+    f = to_float(frames)
+    return f[..., 0] * 0.299 + f[..., 1] * 0.587 + f[..., 2] * 0.114
+
+
 def psnr(a, b) -> np.ndarray:
     """PSNR in dB per frame of (..., H, W, 3) frames a against b; capped at PSNR_CAP."""
     a, b = to_float(a), to_float(b)
@@ -82,9 +88,8 @@ def high_frequency_share(frames) -> np.ndarray:
     pixel (numpy.fft.fftfreq; 0.5 is Nyquist), the share is sum(P[r > 0.25]) / sum(P[r > 0]).
     A flat frame (no power) has share 0.
     """
-    f = to_float(frames)
-    h, w = f.shape[-3:-1]
-    gray = f[..., 0] * 0.299 + f[..., 1] * 0.587 + f[..., 2] * 0.114  # (..., H, W)
+    gray = luma(frames)  # (..., H, W)
+    h, w = gray.shape[-2:]
     gray = gray - gray.mean(axis=(-2, -1), keepdims=True)
     gray = gray * np.outer(np.hanning(h), np.hanning(w))
     power = np.abs(np.fft.fft2(gray)) ** 2
@@ -104,8 +109,7 @@ def structure(frames) -> np.ndarray:
     removes those), and what a view of a place keeps when it is only a little soft."""
     from scipy.ndimage import gaussian_filter
 
-    f = to_float(frames)
-    gray = f[..., 0] * 0.299 + f[..., 1] * 0.587 + f[..., 2] * 0.114  # (..., H, W)
+    gray = luma(frames)  # (..., H, W)
     blurred = gaussian_filter(gray, sigma=[0] * (gray.ndim - 2) + [1.0, 1.0], mode="nearest")
     gy, gx = np.gradient(blurred, axis=(-2, -1))
     m = max(1, min(gray.shape[-2:]) // 12)

@@ -122,6 +122,7 @@ class Bank:
     def __init__(self, frames: np.ndarray, poses: np.ndarray):
         self.frames = np.asarray(frames, np.uint8)
         self.poses = np.asarray(poses, np.float64)
+        self.headings = pose_heading(self.poses)  # (M,), for Bank.recall at every step
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -139,16 +140,16 @@ class Bank:
         turned about the vertical to face it: a real view of the place, looking another way, for
         what comes into view (model/network.MoveWarp)."""
         pose = np.asarray(pose, np.float64)
-        headings = pose_heading(self.poses)  # (M,)
-        metres = np.linalg.norm(self.poses[:, :3, 3] - pose[:3, 3], axis=-1)
-        off = wrap_angle(headings - pose_heading(pose))  # (M,)
+        heading = pose_heading(pose)
+        metres = np.linalg.norm(self.poses[:, :3, 3] - pose[:3, 3], axis=-1)  # (M,)
+        off = wrap_angle(self.headings - heading)  # (M,)
         i = int(np.argmin(metres + HEADING_METRES * np.abs(off)))
         if abs(off[i]) <= FACING:  # a real view this way: shown as it was taken
             return i, self.poses[i]
-        step = pose_heading(pose) / SECTOR
+        step = heading / SECTOR
         sector = SECTOR * (np.ceil(step) if turning > TURNING else np.floor(step) if turning < -TURNING
                            else np.round(step))
-        off = wrap_angle(headings - sector)
+        off = wrap_angle(self.headings - sector)
         i = int(np.argmin(metres + HEADING_METRES * np.abs(off)))
         return i, yawed(self.poses[i], -off[i])
 

@@ -106,15 +106,22 @@ def tour_controls(schema: ControlSchema, dt: float, frames: int, start_pose: np.
     return np.stack([driver.step(r, dt) for r in rows]), None, moving | (not idle)
 
 
+def frame_stats(frames: np.ndarray) -> dict[str, np.ndarray]:
+    """(N, H, W, 3) uint8 -> per frame: high-frequency share, structure, luma standard deviation
+    (N,) and mean RGB (N, 3)."""
+    return {"detail": metrics.high_frequency_share(frames), "structure": metrics.structure(frames),
+            "contrast": metrics.luma(frames).std(axis=(1, 2)), "colour": metrics.to_float(frames).mean(axis=(1, 2))}
+
+
 def chunk_stats(frames: np.ndarray, chunk: int = CHUNK) -> dict[str, np.ndarray]:
-    """(N, H, W, 3) uint8 -> per chunk of `chunk` frames (the last, shorter one included):
-    mean high-frequency share, mean structure, mean luma standard deviation, mean RGB (K, 3)."""
-    f = frames.astype(np.float64) / 255.0
-    luma = f[..., 0] * 0.299 + f[..., 1] * 0.587 + f[..., 2] * 0.114
-    per_frame = {"detail": metrics.high_frequency_share(frames), "structure": metrics.structure(frames),
-                 "contrast": luma.std(axis=(1, 2)),
-                 "colour": f.mean(axis=(1, 2))}
-    starts = range(0, max(1, len(frames)), chunk)
+    """(N, H, W, 3) uint8 -> per chunk of `chunk` frames (the last, shorter one included): the
+    means of frame_stats, (K,) and colour (K, 3)."""
+    return chunk_means(frame_stats(frames), chunk)
+
+
+def chunk_means(per_frame: dict[str, np.ndarray], chunk: int = CHUNK) -> dict[str, np.ndarray]:
+    """frame_stats -> their means per chunk of `chunk` frames (the last, shorter one included)."""
+    starts = range(0, max(1, len(per_frame["detail"])), chunk)
     return {k: np.array([v[i:i + chunk].mean(axis=0) for i in starts]) for k, v in per_frame.items()}
 
 
@@ -135,8 +142,8 @@ class Bands:
     def from_real(cls, frames: np.ndarray) -> "Bands":
         """Bands from a capture's real frames: around their mean, as wide as their own chunks
         spread (times BAND_MARGINS; plus COLOUR_MARGIN)."""
-        s = chunk_stats(frames)
-        per_frame = chunk_stats(frames, 1)
+        per_frame = frame_stats(frames)
+        s = chunk_means(per_frame)
         refs = {k: per_frame[k].mean() for k in ("detail", "structure", "contrast")}
         colour_ref = per_frame["colour"].mean(axis=0)
 
