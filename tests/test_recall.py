@@ -18,7 +18,8 @@ from test_train import MICRO
 from worldgen import moving_pattern
 
 NET = NetConfig(height=32, width=32, memory_frames=(2, 4), channels=(8, 16), encoder_blocks=(0, 1),
-                decoder_blocks=(1, 1), control_embed=16, warp="base", focal=0.75, recall=True, recall_refresh=0.0)
+                decoder_blocks=(1, 1), control_embed=16, warp="base", focal=0.75, recall=True, recall_refresh=0.0,
+                recall_refresh_coarse=0.0)
 
 
 def _turn(angle: float) -> torch.Tensor:
@@ -31,8 +32,9 @@ def _turn(angle: float) -> torch.Tensor:
 
 def test_what_comes_into_view_is_the_recalled_frame_and_the_rest_the_world_s_own():
     """A fresh recall world (its change starts at zero) turning right shows its own dark view
-    moved left, and in the columns that came into view at the right, the recalled white frame;
-    recall_refresh mixes that share of the recalled view into the whole frame when the camera moves."""
+    moved left, and in the columns that came into view at the right, the recalled white frame.
+    When the camera moves, the refresh mixes recall_refresh of the recalled view's fine detail
+    and recall_refresh_coarse of the rest into the whole frame; standing still, nothing."""
     net = WorldNet(NET, ControlSchema.identity()).eval()
     _, memory, noise = example_inputs(NET, 16, batch=1)
     memory = [torch.zeros_like(m) for m in memory]  # the world's view: black
@@ -42,14 +44,47 @@ def test_what_comes_into_view_is_the_recalled_frame_and_the_rest_the_world_s_own
     assert frame[14:18, -came + 1:].min() > 0.99  # what came into view (rows about the centre)
     assert frame[8:24, :32 - came - 1].max() < 0.01  # what the old view held (away from the corners, which
     # the turn also brings into view)
-    refreshed = WorldNet(dataclasses.replace(NET, recall_refresh=0.25), ControlSchema.identity()).eval()
+    refreshed = WorldNet(dataclasses.replace(NET, recall_refresh=0.25, recall_refresh_coarse=0.1),
+                         ControlSchema.identity()).eval()
     refreshed.load_state_dict(net.state_dict())
     moving = refreshed(_turn(math.radians(2)), memory, noise, recall=recalled)[0, 0]
-    torch.testing.assert_close(moving[8:24, :28], torch.full((16, 28), 0.25))
+    torch.testing.assert_close(moving[8:24, :28], torch.full((16, 28), 0.1))  # a flat view: coarse alone
     standing = refreshed(_turn(0.0), memory, noise, recall=recalled)[0, 0]
     assert standing.max() == 0  # a world you stand in does not change
+    # a grey view, a recalled frame of one-pixel stripes (its fine detail; its coarse view is the
+    # same grey), a step forward: the stripes come in at recall_refresh of their contrast
+    grey = [torch.full_like(m, 0.5) for m in memory]
+    stripes = torch.zeros(1, 3, 32, 32)
+    stripes[..., ::2] = 1.0
+    forward = torch.zeros(1, 16)
+    forward[0, :12] = torch.tensor([[1.0, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0.01]]).reshape(12)
+    walked = refreshed(forward, grey, noise, recall=(stripes, torch.eye(3, 4).reshape(1, 12)))[0, 0]
+    torch.testing.assert_close(walked[8:24, 8:24:2], torch.full((16, 8), 0.5 + 0.25 * 0.5), atol=0.01, rtol=0)
+    torch.testing.assert_close(walked[8:24, 9:24:2], torch.full((16, 8), 0.5 - 0.25 * 0.5), atol=0.01, rtol=0)
     with pytest.raises(ValueError, match="recalls real frames"):
         net(_turn(0.0), memory, noise)
+
+
+def test_hold_still_shows_the_newest_frame_while_standing_and_the_network_s_when_moving():
+    """A world whose network changes the view (its output layer made non-zero) keeps the newest
+    frame exactly on a step that does not move when hold_still is on, and draws its own frame on
+    one that moves; with hold_still off, standing still changes the view too."""
+    torch.manual_seed(0)
+    held = WorldNet(dataclasses.replace(NET, hold_still=True), ControlSchema.identity()).eval()
+    with torch.no_grad():
+        for p in held.body.out.parameters():
+            p.normal_(0, 0.1)
+    drawn = WorldNet(NET, ControlSchema.identity()).eval()
+    drawn.load_state_dict(held.state_dict())
+    _, memory, noise = example_inputs(NET, 16, batch=1)
+    recalled = (torch.rand(1, 3, 32, 32), torch.eye(3, 4).reshape(1, 12))
+    newest = memory[0][:, -3:]
+    with torch.no_grad():
+        assert torch.equal(held(_turn(0.0), memory, noise, recall=recalled), newest)
+        assert (drawn(_turn(0.0), memory, noise, recall=recalled) - newest).abs().mean() > 0.01
+        moving = held(_turn(math.radians(2)), memory, noise, recall=recalled)
+        torch.testing.assert_close(moving, drawn(_turn(math.radians(2)), memory, noise, recall=recalled))
+        assert (moving - newest).abs().mean() > 0.01
 
 
 def test_recall_shows_a_frame_facing_the_camera_as_taken_and_else_one_turned_to_a_sector():

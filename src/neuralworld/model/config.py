@@ -77,7 +77,9 @@ class NetConfig:
     objective: str = "regression"  # "regression": one prediction per frame; "flow": sampled by flow matching
     sampler_steps: int = 2  # flow: Euler steps per frame at play (1..4; `--sampler-steps` changes it at play)
     recall: bool = False  # pose worlds with warp: what comes into view is taken from the capture's frames (recall.py)
-    recall_refresh: float = 0.1  # worlds that recall: share of the recalled view mixed into each moving step's warped frame at play
+    recall_refresh: float = 0.1  # worlds that recall: share of the recalled view's fine detail mixed into each moving step at play
+    recall_refresh_coarse: float = 0.05  # ... and of the rest of it (WorldNet.refresh; equal shares mix the whole view)
+    hold_still: bool = False  # pose worlds with warp: at play, a step that does not move returns the newest frame as it is
 
     def __post_init__(self):
         _check_types(self)
@@ -93,9 +95,11 @@ class NetConfig:
         if self.warp not in ("off", "input", "base") or not self.focal > 0:
             raise UserError(f"warp {self.warp!r}, focal {self.focal}: expected 'off', 'input' or 'base', and a focal "
                             "length above 0")
-        if self.recall and (self.warp == "off" or not 0 <= self.recall_refresh < 1):
-            raise UserError(f"recall with warp {self.warp!r}, recall_refresh {self.recall_refresh}: a world that "
-                            "recalls real frames warps them (warp 'input' or 'base'), and refreshes by a share in [0, 1)")
+        if self.recall and (self.warp == "off" or not 0 <= self.recall_refresh < 1
+                            or not 0 <= self.recall_refresh_coarse < 1):
+            raise UserError(f"recall with warp {self.warp!r}, recall_refresh {self.recall_refresh}, "
+                            f"recall_refresh_coarse {self.recall_refresh_coarse}: a world that recalls real frames "
+                            "warps them (warp 'input' or 'base'), and refreshes by shares in [0, 1)")
         if self.objective not in ("regression", "flow") or not 1 <= self.sampler_steps <= 16:
             raise UserError(f"objective {self.objective!r}, sampler_steps {self.sampler_steps}: expected "
                             "'regression' or 'flow', and 1..16 steps")
@@ -222,10 +226,12 @@ PRESETS: dict[str, Preset] = {
     # Pose worlds warp the newest frame by the move and take what comes into view from the capture's
     # frames, recalled by pose (recall.py): on the demo's capture the first recipe whose tour held in
     # every chunk and whose walking changed the view; idle 38.5 dB; it beats copying at 128 and 512
-    # frames of the unseen walk, and loses at 8 (docs/MEASURED.md).
+    # frames of the unseen walk, and loses at 8 (docs/MEASURED.md). Standing still keeps the view
+    # as it is (hold_still): the network alone softened a view stood in for 20 s in the browser.
     "tiny": Preset("tiny", NetConfig(
         height=64, width=64, memory_frames=(4, 8, 16), channels=(16, 48, 64),
         encoder_blocks=(0, 0, 0), decoder_blocks=(1, 1, 2), control_embed=64, warp="base", recall=True,
+        hold_still=True,
     ), TrainRecipe(
         batch=8, lr=1e-3, ema_decay=0.995, unroll=2, adversarial_weight=0.0, disc_channels=16, disc_lr=1e-3,
         still_fraction=0.15,

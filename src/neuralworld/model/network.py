@@ -28,7 +28,8 @@ from neuralworld.engine import draw_noise
 from neuralworld.model.config import NetConfig
 from neuralworld.recall import FEATURES as RECALL_FEATURES, RECALL_REACH
 
-MOVED = 1e-3  # recall refresh: a move whose numbers differ from standing by this much (summed) refreshes fully
+MOVED = 1e-3  # a move whose numbers differ from standing by this much (summed) counts fully as moving
+REFRESH_BLUR = 2  # pixels: the Gaussian's sigma that parts the recall refresh's fine detail from the coarse view
 NOISE_LEVEL_SCALE = 10.0  # the memory's noise level (std in 0..1 units) enters the control MLP times this
 
 # Leaky, not plain ReLU: the network starts as copy-the-last-frame and L1 pulls its change
@@ -267,6 +268,11 @@ class WorldNet(nn.Module):
             config.warp != "off" and schema.kind == POSE_KIND) else None
         if config.recall and self.warp is None:
             raise ValueError("a world that recalls real frames warps them: it needs a pose schema and warp on")
+        taps = torch.arange(-3 * REFRESH_BLUR // 2, 3 * REFRESH_BLUR // 2 + 1, dtype=torch.float32)
+        g = torch.exp(-taps ** 2 / (2 * REFRESH_BLUR ** 2))
+        g = g / g.sum()
+        self.register_buffer("blur_kernel", (g[:, None] * g[None, :]).expand(3, 1, len(g), len(g)).clone(),
+                             persistent=False)  # (3, 1, k, k) depthwise: the recall refresh's blur
         # flow: the noisy frame x_t joins at full size; warp: the warped frame; recall: the recalled one
         extra = (3 if self.flow else 0) + (3 if self.warp is not None else 0) + (3 if config.recall else 0)
         self.body = UNetBody(config, e, extra) if config.network == "unet" else Flat8Body(config, e, extra)
@@ -274,6 +280,28 @@ class WorldNet(nn.Module):
             last = self.body.out if config.network == "unet" else self.body.up[0]
             nn.init.zeros_(last.weight)
             nn.init.zeros_(last.bias)
+
+    def refresh(self, warped: torch.Tensor, turned: torch.Tensor, moved: torch.Tensor) -> torch.Tensor:
+        """At play, each step that moves (moved (B,) 1) mixes a share of the recalled view `turned`
+        into the warped frame (B, 3, H, W): recall_refresh of its fine detail (what a Gaussian blur
+        of REFRESH_BLUR pixels takes out), which the network's per-step blur would otherwise wear
+        away, and recall_refresh_coarse of the rest, which pulls a drifting view's colour and
+        contrast back to a real one's. Not in training, where the network would learn to take it
+        out again. On new ground the recalled frame is of another place, so the coarse share is
+        kept smaller: it costs PSNR against the true view (docs/MEASURED.md)."""
+        fine, coarse = self.config.recall_refresh, self.config.recall_refresh_coarse
+        if fine == 0 and coarse == 0:
+            return warped
+        share = moved[:, None, None, None].to(warped.dtype)  # (B, 1, 1, 1)
+        blur_turned, blur_warped = self.refresh_blur(turned), self.refresh_blur(warped)
+        return (warped + share * fine * ((turned - blur_turned) - (warped - blur_warped))
+                + share * coarse * (blur_turned - blur_warped))
+
+    def refresh_blur(self, frame: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> the same blurred by the separable Gaussian kernel `blur_kernel`, the
+        border repeated."""
+        r = self.blur_kernel.shape[-1] // 2
+        return F.conv2d(F.pad(frame, (r, r, r, r), mode="replicate"), self.blur_kernel.to(frame.dtype), groups=3)
 
     def normalise_controls(self, controls: torch.Tensor) -> torch.Tensor:
         """(B, C) raw -> (B, C) normalised by the schema's mean and scale."""
@@ -298,8 +326,10 @@ class WorldNet(nn.Module):
                 noise_level = torch.full((c.shape[0],), self.config.play_noise_level, device=c.device)
             c = torch.cat([c, NOISE_LEVEL_SCALE * noise_level[:, None].to(c.dtype)], 1)  # (B, C' + 1)
         maps = list(noise[:len(memory)])
-        newest = memory[0][:, -3:]
+        newest = last = memory[0][:, -3:]
         if self.warp is not None:  # where the newest frame's pixels land after the move
+            still = torch.eye(3, 4, device=controls.device, dtype=controls.dtype).reshape(1, 12)
+            moved = ((controls[:, :12] - still).abs().sum(1) / MOVED).clamp(0, 1)  # (B,) 0 standing, 1 moving
             warped, inside = self.warp(newest, controls)
             if self.config.recall:  # what comes into view is taken from the recalled real frame
                 if recall is None:
@@ -309,11 +339,8 @@ class WorldNet(nn.Module):
                 warped = inside * warped + (1 - inside) * turned
                 # at play, a little of the real view at every step that moves (not in training,
                 # where the network would learn to take it out again)
-                if self.config.recall_refresh > 0 and not self.training:
-                    still = torch.eye(3, 4, device=controls.device, dtype=controls.dtype).reshape(1, 12)
-                    moved = ((controls[:, :12] - still).abs().sum(1) / MOVED).clamp(0, 1)  # (B,) 0 standing, 1 moving
-                    share = (self.config.recall_refresh * moved)[:, None, None, None].to(warped.dtype)
-                    warped = (1 - share) * warped + share * turned
+                if not self.training:
+                    warped = self.refresh(warped, turned, moved)
                 rows = relative.reshape(-1, 3, 4).to(c.dtype)  # the MLP is told the rotation and the clipped way
                 away = rows[:, :, 3].clamp(-RECALL_REACH, RECALL_REACH) / RECALL_REACH
                 c = torch.cat([c, rows[:, :, :3].flatten(1), away], 1)  # (B, ... + 12)
@@ -331,7 +358,14 @@ class WorldNet(nn.Module):
         out = newest + out  # a change to the newest frame in memory (warp "base": warped by the move)
         if self.training:  # straight-through clamp: overshooting pixels still get a gradient
             return out + (out.clamp(0.0, 1.0) - out).detach()
-        return out.clamp(0.0, 1.0)
+        out = out.clamp(0.0, 1.0)
+        if self.config.hold_still and self.warp is not None:
+            # at play, a step that does not move shows the newest frame as it is: the capture is of a
+            # still place, and the network's own small change per step (it was trained to clean noised
+            # memory) would otherwise soften a view stood in for seconds
+            keep = (1 - moved)[:, None, None, None].to(out.dtype)
+            out = keep * last + (1 - keep) * out
+        return out
 
     def sample(self, controls, memory, noise, noise_level=None, steps: int | None = None, recall=None) -> torch.Tensor:
         """Flow: the next frame by `steps` Euler steps from t = 1 to 0, from the Gaussian noise
