@@ -78,7 +78,7 @@ class NetConfig:
     sampler_steps: int = 2  # flow: Euler steps per frame at play (1..4; `--sampler-steps` changes it at play)
     recall: bool = False  # pose worlds with warp: what comes into view is taken from the capture's frames (recall.py)
     recall_refresh: float = 0.1  # worlds that recall: share of the recalled view's fine detail mixed into each moving step at play
-    recall_refresh_coarse: float = 0.05  # ... and of the rest of it (WorldNet.refresh; equal shares mix the whole view)
+    recall_refresh_coarse: float = 0.06  # ... and of the rest of it (WorldNet.refresh; equal shares mix the whole view)
     hold_still: bool = False  # pose worlds with warp: at play, a step that does not move returns the newest frame as it is
 
     def __post_init__(self):
@@ -225,9 +225,10 @@ PRESETS: dict[str, Preset] = {
     # lower idle (docs/MEASURED.md). The page steps at the time step the world was trained on.
     # Pose worlds warp the newest frame by the move and take what comes into view from the capture's
     # frames, recalled by pose (recall.py): on the demo's capture the first recipe whose tour held in
-    # every chunk and whose walking changed the view; idle 38.5 dB; it beats copying at 128 and 512
-    # frames of the unseen walk, and loses at 8 (docs/MEASURED.md). Standing still keeps the view
-    # as it is (hold_still): the network alone softened a view stood in for 20 s in the browser.
+    # every chunk and whose walking changed the view; idle 38.5 dB. Its refresh mixes the recalled
+    # view's fine detail at 0.1 and the rest at 0.06: the coarse share at which five worlds beat
+    # copying 128 frames into the unseen walk and held every tour (docs/MEASURED.md). Standing still
+    # keeps the view as it is (hold_still): the network alone softened a view stood in for 20 s.
     "tiny": Preset("tiny", NetConfig(
         height=64, width=64, memory_frames=(4, 8, 16), channels=(16, 48, 64),
         encoder_blocks=(0, 0, 0), decoder_blocks=(1, 1, 2), control_embed=64, warp="base", recall=True,
