@@ -61,7 +61,12 @@ def random_world_net(schema: ControlSchema, seed: int = 0, height: int = HEIGHT,
 def save_world(path: Path, schema: ControlSchema | None = None, seed: int = 0, **fields) -> Path:
     schema = schema or pose_schema()
     recall = {"bank": recall_bank(), "start_pose": walk_pose(np.zeros(3), 0.0, 0.0)} if fields.get("recall") else {}
-    World(random_world_net(schema, seed, **fields), schema, start_frames(), preset="tiny", **recall).save(path)
+    net = random_world_net(schema, seed, **fields)
+    if net.look is not None:  # an action world that recalls frames by look: noise, all fine detail
+        c = net.config
+        noise = np.random.default_rng(3).integers(0, 256, (c.look_frames, c.height, c.width, 3), dtype=np.uint8)
+        net.look.fill(torch.from_numpy(noise))
+    World(net, schema, start_frames(), preset="tiny", **recall).save(path)
     return Path(path)
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from neuralworld import export, metrics, play
+from neuralworld.controls import POSE_KIND
 from neuralworld.player import PlayerState, integrate_sticks
 from neuralworld.world import World
 
@@ -142,8 +143,11 @@ def assert_matches_python(page, world_dir, steps=5):
     page.evaluate("window.nw.reset()")
     world = World.load(world_dir)
     world.reset()
-    controls, _ = integrate_sticks(np.array([0.0, 0.2]), np.array([[1.0, -0.5], [0.5, 0.8]]), ["forward", "turn"],
-                                   1 / 15, frames=steps)
+    if world.schema.kind == POSE_KIND:
+        controls, _ = integrate_sticks(np.array([0.0, 0.2]), np.array([[1.0, -0.5], [0.5, 0.8]]), ["forward", "turn"],
+                                       1 / 15, frames=steps)
+    else:  # steering and throttle within the schema's ranges
+        controls = np.random.default_rng(3).uniform(*np.array(world.schema.ranges).T, size=(steps, world.schema.dim))
     rng = np.random.default_rng(7)
     for i, c in enumerate(controls):
         noise = [rng.random((1, *shape), dtype=np.float32) for shape in world.config.noise_shapes()]
@@ -203,6 +207,19 @@ def test_worlds_with_more_inside_their_step_play_in_the_page_as_in_python(browse
     uniforms; a warping world's homography and Catmull-Rom gathers; a recalling world's pose,
     recalled frame and relative pose (recall.Follower, world.js's Follower)."""
     world = save_world(tmp_path / "world", pose_schema(), seed=6, **fields)
+    served = Served(export.export_world(world))
+    try:
+        page = open_page(browser, served.url + "?model=model.onnx")
+        assert_matches_python(page, world)
+        page.close()
+    finally:
+        served.stop()
+
+
+def test_an_action_world_recalls_frames_by_look_in_the_page_as_in_python(browser, tmp_path):
+    """The recalled frames are constants of the model (network.LookRecall): the page's frames are
+    Python's, frame for frame, with no code of its own."""
+    world = save_world(tmp_path / "world", action_schema(), seed=6, look_frames=8)
     served = Served(export.export_world(world))
     try:
         page = open_page(browser, served.url + "?model=model.onnx")

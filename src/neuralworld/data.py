@@ -88,6 +88,12 @@ class TrainingData:
     choices: torch.Tensor | None = None  # (N, RECALL_CHOICES) int64 per frame, the entries of `bank` it recalls
     start_bank: tuple[np.ndarray, np.ndarray] | None = None  # the first capture's bank: frames, poses (a world's)
 
+    def training_frames(self) -> torch.Tensor:
+        """(N,) int64 on the frames' device: every capture's frames before its held-out part."""
+        ends = torch.unique(self.train_ends)
+        return torch.cat([torch.arange(int(self.train_starts[self.train_ends == e].min()), int(e) + 1,
+                                       device=self.frames.device) for e in ends])
+
 
 def load_captures(paths, config: NetConfig, unroll: int, val_fraction: float = 0.1,
                   device="cpu", frame_skip: bool = False) -> TrainingData:

@@ -49,6 +49,7 @@ from neuralworld.controls import POSE_KIND, ControlSchema
 from neuralworld.data import TrainingData, load_captures, sample_batch, step_generator, validation_set
 from neuralworld.errors import UserError
 from neuralworld.model.config import PRESETS, NetConfig, Preset, TrainRecipe, get_preset
+from neuralworld.model.network import LookRecall
 from neuralworld.recall import Bank
 from neuralworld.runfolder import (CHECKPOINT, CHECKPOINT_FORMAT, MetricsLog, check_output, commit_output,
                                    load_checkpoint, partial_folder, save_checkpoint, write_preview)
@@ -242,12 +243,17 @@ def train_world(captures, output, preset: Preset | str | None = "tiny", options:
 def fit_to_captures(preset: Preset, kind: str, summary: dict) -> Preset:
     """The fields training takes from the captures: a warping network warps with the capture's
     focal length (summary "focal", from its intrinsics), and not at all in an action world (no move
-    to warp by, no pose to recall real frames by)."""
-    if preset.net.warp == "off":
-        return preset
+    to warp by, no pose to recall real frames by), which recalls frames by look instead
+    (look_frames: as many training frames as LookRecall holds, at most all of them)."""
     if kind != POSE_KIND:
-        return preset.with_fields(warp="off", recall=False)
-    return preset.with_fields(focal=summary["focal"]) if "focal" in summary else preset
+        fields = {"warp": "off", "recall": False} if preset.net.warp != "off" else {}
+        if preset.net.look_refresh > 0:
+            trained = sum(c["train_frames"] for c in summary["captures"])
+            fields["look_frames"] = min(LookRecall.capacity(preset.net.height, preset.net.width), trained)
+        return preset.with_fields(**fields) if fields else preset
+    if preset.net.warp == "off" or "focal" not in summary:
+        return preset
+    return preset.with_fields(focal=summary["focal"])
 
 
 def _differences(given: Preset | None, saved: Preset, options: TrainOptions, state: dict) -> list[str]:
@@ -310,6 +316,9 @@ class TrainingRun:
         switches = speed_switches(options, dev)
         self.sync_every = switches.pop("sync_every")
         self.trainer = Trainer(self.config, self.recipe, self.data.schema, dev, options.seed, world_size, **switches)
+        for net in (self.trainer.net, self.trainer.ema.net):
+            if net.look is not None:  # an action world's recalled frames: its training frames
+                net.look.fill(self.data.frames[self.data.training_frames()])
         self.step, self.samples, self.elapsed_before = 0, 0, 0.0
         if state is not None:
             self.trainer.load_state_dict(state)

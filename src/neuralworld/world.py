@@ -10,7 +10,8 @@ The world folder:
                         "controls" (ControlSchema: kind, names, ranges [[min, max] per name], mean, scale),
                         "memory": {"frames", "factor"}, "height", "width",
                         "training" (summary, with the TrainRecipe as "recipe")}
-  weights.safetensors  the averaged (EMA) weights of WorldNet, buffers included; never a pickle
+  weights.safetensors  the averaged (EMA) weights of WorldNet, buffers included (an action world's
+                       frames recalled by look, network.LookRecall); never a pickle
   start_frames.npy     (K, H, W, 3) uint8 real frames, oldest first, to start play from
   recall_frames.npy    worlds that recall real frames (recall.py): (M, H, W, 3) uint8 the bank
   recall_poses.npy     (M, 4, 4) float64 their camera-to-world poses; world.json's "start_pose"

@@ -79,6 +79,8 @@ class NetConfig:
     recall: bool = False  # pose worlds with warp: what comes into view is taken from the capture's frames (recall.py)
     recall_refresh: float = 0.1  # worlds that recall: share of the recalled view's fine detail mixed into each moving step at play
     recall_refresh_coarse: float = 0.06  # ... and of the rest of it (WorldNet.refresh; equal shares mix the whole view)
+    look_refresh: float = 0.0  # action worlds: at play, this times the share of fine detail the drawn frame lacks is taken from the training frame that looks most like it (LookRecall)
+    look_frames: int = 0  # action worlds with look_refresh: how many training frames they keep to recall (set by training)
     hold_still: bool = False  # pose worlds with warp: at play, a step that does not move returns the newest frame as it is
 
     def __post_init__(self):
@@ -100,6 +102,9 @@ class NetConfig:
             raise UserError(f"recall with warp {self.warp!r}, recall_refresh {self.recall_refresh}, "
                             f"recall_refresh_coarse {self.recall_refresh_coarse}: a world that recalls real frames "
                             "warps them (warp 'input' or 'base'), and refreshes by shares in [0, 1)")
+        if not 0 <= self.look_refresh < 1 or self.look_frames < 0:
+            raise UserError(f"look_refresh {self.look_refresh}, look_frames {self.look_frames}: expected a share in "
+                            "[0, 1) and a count of 0 or more")
         if self.objective not in ("regression", "flow") or not 1 <= self.sampler_steps <= 16:
             raise UserError(f"objective {self.objective!r}, sampler_steps {self.sampler_steps}: expected "
                             "'regression' or 'flow', and 1..16 steps")
@@ -232,7 +237,7 @@ PRESETS: dict[str, Preset] = {
     "tiny": Preset("tiny", NetConfig(
         height=64, width=64, memory_frames=(4, 8, 16), channels=(16, 48, 64),
         encoder_blocks=(0, 0, 0), decoder_blocks=(1, 1, 2), control_embed=64, warp="base", recall=True,
-        hold_still=True,
+        hold_still=True, look_refresh=0.4,
     ), TrainRecipe(
         batch=8, lr=1e-3, ema_decay=0.995, unroll=2, adversarial_weight=0.0, disc_channels=16, disc_lr=1e-3,
         still_fraction=0.15,

@@ -29,6 +29,8 @@ from neuralworld.model.config import NetConfig
 from neuralworld.recall import FEATURES as RECALL_FEATURES, RECALL_REACH
 
 MOVED = 1e-3  # a move whose numbers differ from standing by this much (summed) counts fully as moving
+LOOK_POOL = 4  # LookRecall compares frames by their averages over squares of this many pixels a side
+LOOK_BANK_BYTES = 4 << 20  # LookRecall keeps as many training frames as fit in this (455 at 64x48)
 REFRESH_BLUR = 2  # pixels: the Gaussian's sigma that parts the recall refresh's fine detail from the coarse view
 NOISE_LEVEL_SCALE = 10.0  # the memory's noise level (std in 0..1 units) enters the control MLP times this
 
@@ -180,6 +182,49 @@ class MoveWarp(nn.Module):
         return frame
 
 
+class LookRecall(nn.Module):
+    """An action world's long-term memory of real frames, recalled by how the world's frame looks:
+    a world with no pose to recall by (recall.py) recalls the training frame nearest its drawn
+    frame in LOOK_POOL x LOOK_POOL averages, and WorldNet mixes that frame's fine detail into it at
+    play, in proportion to the detail the frame lacks, so it keeps a real frame's detail where the
+    network blurs (after the retrieval of real frames into a world model's memory in WorldMem,
+    Xiao et al., 2025, here by appearance). The frames are buffers of the network: saved with its
+    weights, exported as constants, so the page recalls as Python does with no code of its own.
+
+    frames (M, 3, H, W) uint8, keys (M, 3 H W / LOOK_POOL^2) their averages; M = config.look_frames,
+    which training sets (LookRecall.capacity at most)."""
+
+    def __init__(self, config: NetConfig):
+        super().__init__()
+        h, w = config.height, config.width
+        self.register_buffer("frames", torch.zeros(config.look_frames, 3, h, w, dtype=torch.uint8))
+        self.register_buffer("keys", torch.zeros(config.look_frames, 3 * (h // LOOK_POOL) * (w // LOOK_POOL)))
+
+    @staticmethod
+    def capacity(height: int, width: int) -> int:
+        """How many frames of this size fit in LOOK_BANK_BYTES."""
+        return max(1, LOOK_BANK_BYTES // (3 * height * width))
+
+    def fill(self, frames: torch.Tensor) -> None:
+        """frames (N, H, W, 3) uint8, the training frames: keep M of them, evenly spaced."""
+        pick = torch.linspace(0, len(frames) - 1, len(self.frames)).round().long()
+        kept = frames[pick.to(frames.device)].permute(0, 3, 1, 2).to(self.frames.device)
+        self.frames.copy_(kept)
+        self.keys.copy_(self.key(kept.float() / 255))
+
+    @staticmethod
+    def key(frame: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) in [0, 1] -> (B, K) its LOOK_POOL x LOOK_POOL averages."""
+        return F.avg_pool2d(frame, LOOK_POOL).flatten(1)
+
+    def forward(self, frame: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, 3, H, W) in [0, 1]: the kept frame nearest it in key distance."""
+        k = self.key(frame)  # (B, K)
+        distance = (self.keys * self.keys).sum(1)[None] - 2 * k @ self.keys.t()  # (B, M), less |k|^2
+        nearest = distance.argmin(1)
+        return torch.index_select(self.frames, 0, nearest).to(frame.dtype) / 255
+
+
 def catmull_rom_sample(frame: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
     """frame (B, C, H, W) sampled at pixel coordinates uv (B, H W, 2) (x, y; pixel centres at
     whole numbers; outside, the border repeats) -> (B, C, H, W), with the Catmull-Rom cubic
@@ -268,6 +313,9 @@ class WorldNet(nn.Module):
             config.warp != "off" and schema.kind == POSE_KIND) else None
         if config.recall and self.warp is None:
             raise ValueError("a world that recalls real frames warps them: it needs a pose schema and warp on")
+        # action worlds: real frames recalled by how the drawn frame looks (filled by training)
+        self.look = LookRecall(config) if (config.look_refresh > 0 and config.look_frames > 0
+                                           and schema.kind != POSE_KIND) else None
         taps = torch.arange(-3 * REFRESH_BLUR // 2, 3 * REFRESH_BLUR // 2 + 1, dtype=torch.float32)
         g = torch.exp(-taps ** 2 / (2 * REFRESH_BLUR ** 2))
         g = g / g.sum()
@@ -281,27 +329,24 @@ class WorldNet(nn.Module):
             nn.init.zeros_(last.weight)
             nn.init.zeros_(last.bias)
 
-    def refresh(self, warped: torch.Tensor, turned: torch.Tensor, moved: torch.Tensor) -> torch.Tensor:
-        """At play, each step that moves (moved (B,) 1) mixes a share of the recalled view `turned`
-        into the warped frame (B, 3, H, W): recall_refresh of its fine detail (what a Gaussian blur
-        of REFRESH_BLUR pixels takes out), which the network's per-step blur would otherwise wear
-        away, and recall_refresh_coarse of the rest, which pulls a drifting view's colour and
-        contrast back to a real one's. Not in training, where the network would learn to take it
-        out again. On new ground the recalled frame is of another place, so the coarse share is
-        kept smaller: it costs PSNR against the true view (docs/MEASURED.md)."""
-        fine, coarse = self.config.recall_refresh, self.config.recall_refresh_coarse
-        if fine == 0 and coarse == 0:
-            return warped
-        share = moved[:, None, None, None].to(warped.dtype)  # (B, 1, 1, 1)
-        blur_turned, blur_warped = self.refresh_blur(turned), self.refresh_blur(warped)
-        return (warped + share * fine * ((turned - blur_turned) - (warped - blur_warped))
-                + share * coarse * (blur_turned - blur_warped))
+    def refresh(self, frame: torch.Tensor, real: torch.Tensor, fine, coarse) -> torch.Tensor:
+        """At play, a real frame's share mixed into a frame of the world (both (B, 3, H, W)): `fine`
+        of its fine detail (what a Gaussian blur of REFRESH_BLUR pixels takes out), which the
+        network's per-step blur would otherwise wear away, and `coarse` of the rest, which pulls a
+        drifting view's colour and contrast back to a real one's. Shares: numbers or (B, 1, 1, 1).
+        Not in training, where the network would learn to take it out again."""
+        blur_real, blur_frame = self.refresh_blur(real), self.refresh_blur(frame)
+        return frame + fine * ((real - blur_real) - (frame - blur_frame)) + coarse * (blur_real - blur_frame)
 
     def refresh_blur(self, frame: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> the same blurred by the separable Gaussian kernel `blur_kernel`, the
         border repeated."""
         r = self.blur_kernel.shape[-1] // 2
         return F.conv2d(F.pad(frame, (r, r, r, r), mode="replicate"), self.blur_kernel.to(frame.dtype), groups=3)
+
+    def fine_detail(self, frame: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) -> (B, 1, 1, 1) the mean absolute difference from its refresh blur."""
+        return (frame - self.refresh_blur(frame)).abs().mean((1, 2, 3), keepdim=True)
 
     def normalise_controls(self, controls: torch.Tensor) -> torch.Tensor:
         """(B, C) raw -> (B, C) normalised by the schema's mean and scale."""
@@ -337,10 +382,13 @@ class WorldNet(nn.Module):
                 frame, relative = recall
                 turned = self.warp.recalled(frame.to(warped.dtype), relative.to(warped.dtype))
                 warped = inside * warped + (1 - inside) * turned
-                # at play, a little of the real view at every step that moves (not in training,
-                # where the network would learn to take it out again)
-                if not self.training:
-                    warped = self.refresh(warped, turned, moved)
+                if not self.training and (self.config.recall_refresh or self.config.recall_refresh_coarse):
+                    # at play, a little of the real view at every step that moves; the coarse share kept
+                    # smaller: on new ground the recalled frame is of another place, and its layout
+                    # costs PSNR (docs/MEASURED.md)
+                    share = moved[:, None, None, None].to(warped.dtype)  # (B, 1, 1, 1)
+                    warped = self.refresh(warped, turned, share * self.config.recall_refresh,
+                                          share * self.config.recall_refresh_coarse)
                 rows = relative.reshape(-1, 3, 4).to(c.dtype)  # the MLP is told the rotation and the clipped way
                 away = rows[:, :, 3].clamp(-RECALL_REACH, RECALL_REACH) / RECALL_REACH
                 c = torch.cat([c, rows[:, :, :3].flatten(1), away], 1)  # (B, ... + 12)
@@ -359,6 +407,13 @@ class WorldNet(nn.Module):
         if self.training:  # straight-through clamp: overshooting pixels still get a gradient
             return out + (out.clamp(0.0, 1.0) - out).detach()
         out = out.clamp(0.0, 1.0)
+        if self.look is not None:  # an action world: fine detail of the real frame that looks most like it
+            real = self.look(out)
+            # in proportion to the fine detail the frame lacks: none from sharp real memory (so the
+            # next frame's PSNR is kept), more as the network's blur piles up over free play
+            lacks = 1 - self.fine_detail(out) / self.fine_detail(real).clamp_min(1e-4)  # (B, 1, 1, 1)
+            share = self.config.look_refresh * lacks.clamp(0.0, 1.0)
+            out = self.refresh(out, real, share, 0.0).clamp(0.0, 1.0)
         if self.config.hold_still and self.warp is not None:
             # at play, a step that does not move shows the newest frame as it is: the capture is of a
             # still place, and the network's own small change per step (it was trained to clean noised
