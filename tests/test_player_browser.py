@@ -199,27 +199,16 @@ def test_reduced_precision_models_stay_close_to_python(browser, pose_world, mode
     page.close()
 
 
-@pytest.mark.parametrize("fields", [{"objective": "flow", "sampler_steps": 2}, {"warp": "base"},
-                                    {"warp": "base", "recall": True}],
-                         ids=["flow-sampler", "warp-by-the-move", "recall-of-real-frames"])
-def test_worlds_with_more_inside_their_step_play_in_the_page_as_in_python(browser, tmp_path, fields):
+@pytest.mark.parametrize("kind, fields", [("pose", {"objective": "flow", "sampler_steps": 2}),
+                                          ("pose", {"warp": "base"}), ("pose", {"warp": "base", "recall": True}),
+                                          ("actions", {"look_frames": 8})],
+                         ids=["flow-sampler", "warp-by-the-move", "recall-of-real-frames", "recall-by-look"])
+def test_worlds_with_more_inside_their_step_play_in_the_page_as_in_python(browser, tmp_path, kind, fields):
     """Frame for frame: a flow world's sampler steps and the Gaussian noise made from the page's
     uniforms; a warping world's homography and Catmull-Rom gathers; a recalling world's pose,
-    recalled frame and relative pose (recall.Follower, world.js's Follower)."""
-    world = save_world(tmp_path / "world", pose_schema(), seed=6, **fields)
-    served = Served(export.export_world(world))
-    try:
-        page = open_page(browser, served.url + "?model=model.onnx")
-        assert_matches_python(page, world)
-        page.close()
-    finally:
-        served.stop()
-
-
-def test_an_action_world_recalls_frames_by_look_in_the_page_as_in_python(browser, tmp_path):
-    """The recalled frames are constants of the model (network.LookRecall): the page's frames are
-    Python's, frame for frame, with no code of its own."""
-    world = save_world(tmp_path / "world", action_schema(), seed=6, look_frames=8)
+    recalled frame and relative pose (recall.Follower, world.js's Follower); an action world's
+    frames recalled by look, constants of its model (network.LookRecall) with no page code of their own."""
+    world = save_world(tmp_path / "world", pose_schema() if kind == "pose" else action_schema(), seed=6, **fields)
     served = Served(export.export_world(world))
     try:
         page = open_page(browser, served.url + "?model=model.onnx")
