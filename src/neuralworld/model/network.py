@@ -316,7 +316,8 @@ class WorldNet(nn.Module):
         # action worlds: real frames recalled by how the drawn frame looks (filled by training)
         self.look = LookRecall(config) if (config.look_refresh > 0 and config.look_frames > 0
                                            and schema.kind != POSE_KIND) else None
-        taps = torch.arange(-3 * REFRESH_BLUR // 2, 3 * REFRESH_BLUR // 2 + 1, dtype=torch.float32)
+        radius = 3 * REFRESH_BLUR // 2  # taps out to 1.5 sigma each side
+        taps = torch.arange(-radius, radius + 1, dtype=torch.float32)
         g = torch.exp(-taps ** 2 / (2 * REFRESH_BLUR ** 2))
         g = g / g.sum()
         self.register_buffer("blur_kernel", (g[:, None] * g[None, :]).expand(3, 1, len(g), len(g)).clone(),
