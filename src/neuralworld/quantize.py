@@ -147,10 +147,11 @@ def drop_channel_padding(model_bytes: bytes) -> bytes:
 
 
 def full_resolution_convs(model_bytes: bytes, height: int) -> list[str]:
-    """Names of the convolutions whose output is `height` rows high (the frame's own scale)."""
+    """Names of the convolutions whose output is `height` rows high or more (the frame's own
+    scale, or a padded frame's: the refresh blur's pass along rows)."""
     import onnx
 
     model = onnx.shape_inference.infer_shapes(onnx.load_from_string(model_bytes))
     rows = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
             for v in list(model.graph.value_info) + list(model.graph.output)}
-    return [n.name for n in model.graph.node if n.op_type == "Conv" and rows.get(n.output[0], [0, 0, 0])[2:3] == [height]]
+    return [n.name for n in model.graph.node if n.op_type == "Conv" and rows.get(n.output[0], [0, 0, 0, 0])[2] >= height]

@@ -233,24 +233,29 @@ def catmull_rom_sample(frame: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
     Free play resamples the view at every step: bilinear weights blur a little each time (soup
     within 2 s at 60 steps a second), and the a = -3/4 cubic of grid_sample amplifies some
     frequencies (by up to 3% at a half-pixel shift), which free play grew into colour blobs; this
-    cubic's gain stays at or below 1 (docs/MEASURED.md). Gathers of 16 neighbours: plain ONNX."""
+    cubic's gain stays at or below 1 (docs/MEASURED.md). Plain ONNX, and cheap at full size: the
+    weights are the cubic's four polynomials in the fraction, and the 16 neighbours of every pixel
+    are one gather."""
     b, c, h, w = frame.shape
-    base = torch.floor(uv)
-    frac = uv - base  # (B, N, 2)
-    taps = []
-    for k in range(4):  # weights of the neighbours at offsets -1, 0, 1, 2 (Keys, a = -1/2)
-        d = (frac - (k - 1)).abs()
-        taps.append(torch.where(d < 1, 1.5 * d ** 3 - 2.5 * d ** 2 + 1,
-                                torch.where(d < 2, -0.5 * d ** 3 + 2.5 * d ** 2 - 4 * d + 2, torch.zeros_like(d))))
-    flat = frame.reshape(b, c, h * w)
-    out = 0
-    for j in range(4):
-        y = (base[..., 1] + (j - 1)).clamp(0, h - 1)
-        for i in range(4):
-            x = (base[..., 0] + (i - 1)).clamp(0, w - 1)
-            index = (y * w + x).long()[:, None, :].expand(b, c, -1)  # (B, C, N)
-            out = out + torch.gather(flat, 2, index) * (taps[i][..., 0] * taps[j][..., 1])[:, None, :]
-    return out.reshape(b, c, h, w)
+    n = uv.shape[1]
+    offsets = torch.arange(-1.0, 3.0, device=frame.device)[None, :, None]  # (1, 4, 1)
+    near, weights = [], []
+    for along in uv.unbind(-1):  # x, then y: (B, N) each
+        base = torch.floor(along)
+        t = (along - base)[:, None]  # (B, 1, N) the fraction
+        t2, t3 = t * t, t * t * t
+        # (B, 4, N): the weights of the neighbours at offsets -1, 0, 1, 2 (Keys' cubic, a = -1/2)
+        weights.append(0.5 * torch.cat([2 * t2 - t3 - t, 3 * t3 - 5 * t2 + 2, 4 * t2 - 3 * t3 + t, t3 - t2], 1))
+        near.append(base[:, None] + offsets)  # (B, 4, N) the neighbours' columns, then rows
+    xs, ys = near[0].clamp(0, w - 1), near[1].clamp(0, h - 1)
+    index = (ys[:, :, None] * w + xs[:, None]).long().reshape(b, 1, 16 * n)  # (B, 1, 4 rows x 4 columns x N)
+    weight = (weights[1][:, :, None] * weights[0][:, None]).reshape(b, 16, n)
+    # a gather per channel (one gather of all channels would need the index repeated per channel),
+    # and the sum over the 16 neighbours as a product with ones: onnxruntime's fastest way to it
+    flat = frame.reshape(b, c, 1, h * w)
+    ones = torch.ones(1, 16, device=frame.device, dtype=frame.dtype)
+    out = [ones @ (torch.gather(flat[:, k], 2, index).reshape(b, 16, n) * weight) for k in range(c)]
+    return torch.cat(out, 1).reshape(b, c, h, w)
 
 
 def icnr_(conv: nn.Conv2d, factor: int) -> None:
@@ -320,8 +325,8 @@ class WorldNet(nn.Module):
         taps = torch.arange(-radius, radius + 1, dtype=torch.float32)
         g = torch.exp(-taps ** 2 / (2 * REFRESH_BLUR ** 2))
         g = g / g.sum()
-        self.register_buffer("blur_kernel", (g[:, None] * g[None, :]).expand(3, 1, len(g), len(g)).clone(),
-                             persistent=False)  # (3, 1, k, k) depthwise: the recall refresh's blur
+        self.register_buffer("blur_kernel", g.expand(3, 1, 1, len(g)).clone(),
+                             persistent=False)  # (3, 1, 1, k) depthwise, along rows then columns: the refresh's blur
         # flow: the noisy frame x_t joins at full size; warp: the warped frame; recall: the recalled one
         extra = (3 if self.flow else 0) + (3 if self.warp is not None else 0) + (3 if config.recall else 0)
         self.body = UNetBody(config, e, extra) if config.network == "unet" else Flat8Body(config, e, extra)
@@ -335,15 +340,19 @@ class WorldNet(nn.Module):
         of its fine detail (what a Gaussian blur of REFRESH_BLUR pixels takes out), which the
         network's per-step blur would otherwise wear away, and `coarse` of the rest, which pulls a
         drifting view's colour and contrast back to a real one's. Shares: numbers or (B, 1, 1, 1).
-        Not in training, where the network would learn to take it out again."""
-        blur_real, blur_frame = self.refresh_blur(real), self.refresh_blur(frame)
-        return frame + fine * ((real - blur_real) - (frame - blur_frame)) + coarse * (blur_real - blur_frame)
+        Not in training, where the network would learn to take it out again. The blur is linear, so
+        the difference of the two frames is blurred once."""
+        change = real - frame
+        coarse_change = self.refresh_blur(change)
+        return frame + fine * (change - coarse_change) + coarse * coarse_change
 
     def refresh_blur(self, frame: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> the same blurred by the separable Gaussian kernel `blur_kernel`, the
         border repeated."""
         r = self.blur_kernel.shape[-1] // 2
-        return F.conv2d(F.pad(frame, (r, r, r, r), mode="replicate"), self.blur_kernel.to(frame.dtype), groups=3)
+        kernel = self.blur_kernel.to(frame.dtype)
+        rows = F.conv2d(F.pad(frame, (r, r, r, r), mode="replicate"), kernel, groups=3)  # (B, 3, H + 2r, W)
+        return F.conv2d(rows, kernel.transpose(2, 3), groups=3)
 
     def fine_detail(self, frame: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) -> (B, 1, 1, 1) the mean absolute difference from its refresh blur."""
