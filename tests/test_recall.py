@@ -12,7 +12,7 @@ from neuralworld.controls import ControlSchema, walk_pose
 from neuralworld.errors import UserError
 from neuralworld.model.config import NetConfig
 from neuralworld.model.network import WorldNet, example_inputs
-from neuralworld.recall import SECTOR, Bank, pose_heading, relative_pose
+from neuralworld.recall import BANK_STEP, SECTOR, Bank, bank_capacity, choose_bank, pose_heading, relative_pose
 from neuralworld.world import World
 from test_train import MICRO
 from worldgen import moving_pattern
@@ -103,6 +103,20 @@ def test_recall_shows_a_frame_facing_the_camera_as_taken_and_else_one_turned_to_
         np.testing.assert_allclose(seen_from[:3, 3], bank.poses[i][:3, 3])
     rel = relative_pose(torch.from_numpy(ahead), torch.from_numpy(ahead))
     torch.testing.assert_close(rel, torch.eye(3, 4).reshape(12))
+
+
+def test_the_bank_keeps_a_frame_per_step_walked_and_thins_a_long_walk_evenly_to_its_budget():
+    poses = np.stack([walk_pose(np.array([0.125 * i, 0.0, 0.0]), 0.0, 0.0) for i in range(1000)])  # 125 m ahead
+    valid = np.ones(1000, bool)
+    valid[5] = False
+    every = choose_bank(poses, valid, most=10_000)
+    assert every[0] == 0 and 5 not in every
+    assert np.allclose(np.diff(poses[every, 0, 3]), BANK_STEP)  # one every BANK_STEP metres
+    thinned = choose_bank(poses, valid, most=20)
+    assert len(thinned) == 20 and set(thinned) <= set(every) and thinned[0] == 0 and thinned[-1] == every[-1]
+    gaps = np.diff(poses[thinned, 0, 3])
+    assert gaps.max() - gaps.min() <= BANK_STEP + 1e-9  # evenly along the walk, not its start alone
+    assert bank_capacity(192, 256) * 3 * 192 * 256 <= 32 << 20 < (bank_capacity(192, 256) + 1) * 3 * 192 * 256
 
 
 def test_a_recall_world_trains_keeps_its_bank_and_its_export_plays_as_python(tmp_path):

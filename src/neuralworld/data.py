@@ -132,7 +132,8 @@ def load_captures(paths, config: NetConfig, unroll: int, val_fraction: float = 0
             times.append(cap.times)
             valid.append(cap.valid)
             if config.recall:  # the bank holds training frames; every frame recalls from its own capture's
-                kept = recall.choose_bank(cap.poses[:split], cap.valid[:split])
+                kept = recall.choose_bank(cap.poses[:split], cap.valid[:split],
+                                          recall.bank_capacity(config.height, config.width))
                 choices.append(sum(len(b) for b in bank) + recall.recall_choices(cap.poses, cap.times, kept))
                 bank.append(offset + kept)
         train_starts.append(offset + np.arange(0, split - need + 1))

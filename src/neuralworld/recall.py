@@ -8,8 +8,8 @@ warped world's view keeps what it saw, but what comes into view (turning: a stri
 every step) has to be painted, and a network trained on a per-pixel loss paints the blurred mean,
 soup within half a second of turning. So:
 
-  bank      capture frames kept every BANK_STEP metres or BANK_TURN radians of heading
-            (choose_bank), with their camera-to-world poses
+  bank      capture frames kept every BANK_STEP metres or BANK_TURN radians of heading, at most
+            BANK_BYTES of them (choose_bank), with their camera-to-world poses
   recall    play: the bank frame nearest the camera (metres plus HEADING_METRES per radian of
             heading); where no frame faced the camera's way, one shown as if turned to face a
             heading sector (Bank.recall)
@@ -33,6 +33,7 @@ import torch
 
 BANK_STEP = 0.25  # metres between kept frames
 BANK_TURN = 0.2  # radians of heading between kept frames
+BANK_BYTES = 32 << 20  # a capture's bank holds at most this much (its frames, uint8): what the page downloads and holds
 HEADING_METRES = 20.0  # pose distance: metres per radian between forward axes
 RECALL_REACH = 4.0  # metres: translations beyond it are told as this far
 RECALL_CHOICES = 4
@@ -79,9 +80,16 @@ def yawed(pose: np.ndarray, angle: float) -> np.ndarray:
     return out
 
 
-def choose_bank(poses: np.ndarray, valid: np.ndarray) -> np.ndarray:
+def bank_capacity(height: int, width: int) -> int:
+    """How many frames of this size fit in BANK_BYTES (227 at 256x192, 2,730 at 64x64)."""
+    return max(1, BANK_BYTES // (3 * height * width))
+
+
+def choose_bank(poses: np.ndarray, valid: np.ndarray, most: int) -> np.ndarray:
     """(N, 4, 4) poses, (N,) valid -> indices of the frames kept in the bank: the first valid frame,
-    then each valid frame BANK_STEP metres or BANK_TURN radians of heading from the last kept."""
+    then each valid frame BANK_STEP metres or BANK_TURN radians of heading from the last kept; of
+    more than `most`, `most` evenly spaced among them (a long walk's bank then thins out along it
+    instead of ending part way)."""
     kept = []
     for i in np.flatnonzero(np.asarray(valid, bool)):
         if not kept:
@@ -92,7 +100,10 @@ def choose_bank(poses: np.ndarray, valid: np.ndarray) -> np.ndarray:
         turned = np.arccos(np.clip(forward_axes(poses[i]) @ forward_axes(last), -1.0, 1.0))
         if moved >= BANK_STEP or turned >= BANK_TURN:
             kept.append(i)
-    return np.array(kept, np.int64)
+    kept = np.array(kept, np.int64)
+    if len(kept) > most:
+        kept = kept[np.linspace(0, len(kept) - 1, most).round().astype(np.int64)]
+    return kept
 
 
 def recall_choices(poses: np.ndarray, times: np.ndarray, bank: np.ndarray) -> np.ndarray:
