@@ -204,6 +204,22 @@ def test_move_warp_turns_and_zooms_the_view():
     assert (closer[0, 0] > 0.5).sum() > 1.5 * (square[0, 0] > 0.5).sum()
 
 
+def test_move_warp_of_frames_squeezed_to_another_shape_moves_rows_by_the_vertical_focal_length():
+    import math
+
+    from neuralworld.model.network import MoveWarp
+
+    bar = torch.zeros(1, 3, 48, 64)
+    bar[..., 22:26, :] = 1.0  # a horizontal bar, rows 22..25
+    tilt = math.radians(5)  # looking up (about the camera's x axis, which points right)
+    R = [[1, 0, 0], [0, math.cos(tilt), -math.sin(tilt)], [0, math.sin(tilt), math.cos(tilt)]]
+    for focal_y, pixels in ((0.0, 48), (2.0, 96)):  # square pixels: 48 px as across; squeezed 2:1: 96
+        tilted, _ = MoveWarp(48, 64, focal=0.75, focal_y=focal_y)(bar, _move(R))
+        rows = torch.nonzero(tilted[0, 0, :, 32] > 0.5).flatten()
+        shift = round(pixels * math.tan(tilt))  # 4 and 8 rows: the view moves down
+        assert rows.tolist() == list(range(22 + shift, 26 + shift))
+
+
 def test_warped_world_starts_as_the_newest_frame_warped_by_the_move():
     config = dataclasses.replace(MICRO, warp="base", focal=0.7)
     net = WorldNet(config, POSE).eval()

@@ -86,7 +86,12 @@ def test_warp_takes_the_capture_camera_and_action_worlds_go_without(tmp_path, ca
                             intrinsics={"fx": 24.0, "fy": 24.0, "cx": 15.5, "cy": 15.5})
     assert train(str(camera), "-o", str(tmp_path / "pose"), "--steps", "1", *MICRO, "--set", "warp=input") == 0
     config = World.load(tmp_path / "pose").config
-    assert config.warp == "input" and config.focal == pytest.approx(24.0 / 32)
+    assert config.warp == "input" and config.focal == pytest.approx(24.0 / 32) and config.focal_y == 0  # square
+    squeezed = ["--size", "32x16", "--set", "memory_frames=[2]", "--set", "channels=[8]"]  # 32x32 frames at 32x16
+    assert train(str(camera), "-o", str(tmp_path / "squeezed"), "--steps", "1", *MICRO, *squeezed, "--set",
+                 "warp=input") == 0
+    config = World.load(tmp_path / "squeezed").config
+    assert config.focal == pytest.approx(24.0 / 32) and config.focal_y == pytest.approx(24.0 / 32)  # fy over the height
     assert train(captures["a"], "-o", str(tmp_path / "car"), "--steps", "1", *MICRO, "--set", "warp=input") == 0
     assert World.load(tmp_path / "car").config.warp == "off"  # no move to warp by
 

@@ -162,7 +162,8 @@ def load_captures(paths, config: NetConfig, unroll: int, val_fraction: float = 0
     schema = ControlSchema.fit(first.control_kind, first.control_names, fit_rows,
                                tuple(k * interval for k in skips))
     intrinsics = first.meta.get("intrinsics") or {}
-    focal = {"focal": float(intrinsics["fx"]) / first.width} if "fx" in intrinsics else {}  # over the frame width
+    focal = ({"focal": float(intrinsics["fx"]) / first.width,  # over the frame width, and the height
+              "focal_y": float(intrinsics.get("fy", intrinsics["fx"])) / first.height} if "fx" in intrinsics else {})
     summary = {"captures": described, "source_size": [first.width, first.height], "frame_skips": list(skips), **focal,
                "train_windows": int(sum(len(s) for s in train_starts)),
                "val_frames": int(sum(len(v) for v in val_targets))}

@@ -242,18 +242,25 @@ def train_world(captures, output, preset: Preset | str | None = "tiny", options:
 
 def fit_to_captures(preset: Preset, kind: str, summary: dict) -> Preset:
     """The fields training takes from the captures: a warping network warps with the capture's
-    focal length (summary "focal", from its intrinsics), and not at all in an action world (no move
-    to warp by, no pose to recall real frames by), which recalls frames by look instead
-    (look_frames: as many training frames as LookRecall holds, at most all of them)."""
+    focal length (summary "focal", from its intrinsics), and its vertical one where the frames are
+    resized to another shape (focal_y; square pixels of the capture where its intrinsics are not
+    known), and not at all in an action world (no move to warp by, no pose to recall real frames
+    by), which recalls frames by look instead (look_frames: as many training frames as LookRecall
+    holds, at most all of them)."""
     if kind != POSE_KIND:
         fields = {"warp": "off", "recall": False} if preset.net.warp != "off" else {}
         if preset.net.look_refresh > 0:
             trained = sum(c["train_frames"] for c in summary["captures"])
             fields["look_frames"] = min(LookRecall.capacity(preset.net.height, preset.net.width), trained)
         return preset.with_fields(**fields) if fields else preset
-    if preset.net.warp == "off" or "focal" not in summary:
+    if preset.net.warp == "off":
         return preset
-    return preset.with_fields(focal=summary["focal"])
+    focal = summary.get("focal", preset.net.focal)
+    source_w, source_h = summary["source_size"]
+    fields = {"focal": focal} if "focal" in summary else {}
+    if abs(preset.net.width * source_h - preset.net.height * source_w) > 0.01 * source_w * preset.net.height:
+        fields["focal_y"] = summary.get("focal_y", focal * source_w / source_h)
+    return preset.with_fields(**fields) if fields else preset
 
 
 def _differences(given: Preset | None, saved: Preset, options: TrainOptions, state: dict) -> list[str]:

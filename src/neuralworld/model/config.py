@@ -72,6 +72,7 @@ class NetConfig:
     # or is also what the network's change is added to ("base"); "off": neither
     warp: str = "off"
     focal: float = 0.7  # warp: the camera's focal length over the frame width (the capture's, set at training)
+    focal_y: float = 0.0  # warp: its vertical focal length over the frame height, where frames were resized to another shape (0: square pixels)
     noise_level_input: bool = False  # the network is told how noisy its memory is (training's memory_noise; GameNGen)
     play_noise_level: float = 0.0  # the level it is told at play, where memory is not noised
     objective: str = "regression"  # "regression": one prediction per frame; "flow": sampled by flow matching
@@ -94,9 +95,9 @@ class NetConfig:
             raise UserError(f"control_mode {self.control_mode!r}: expected '6dof' or '2d'")
         if self.network not in ("unet", "flat8"):
             raise UserError(f"network {self.network!r}: expected 'unet' or 'flat8'")
-        if self.warp not in ("off", "input", "base") or not self.focal > 0:
-            raise UserError(f"warp {self.warp!r}, focal {self.focal}: expected 'off', 'input' or 'base', and a focal "
-                            "length above 0")
+        if self.warp not in ("off", "input", "base") or not self.focal > 0 or self.focal_y < 0:
+            raise UserError(f"warp {self.warp!r}, focal {self.focal}, focal_y {self.focal_y}: expected 'off', 'input' "
+                            "or 'base', a focal length above 0, and a vertical one of 0 or more")
         if self.recall and (self.warp == "off" or not 0 <= self.recall_refresh < 1
                             or not 0 <= self.recall_refresh_coarse < 1):
             raise UserError(f"recall with warp {self.warp!r}, recall_refresh {self.recall_refresh}, "

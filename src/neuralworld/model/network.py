@@ -142,10 +142,13 @@ class MoveWarp(nn.Module):
     As in motion-compensated prediction of video codecs, the network then predicts only what the
     warp gets wrong: parallax, what comes into view, and the rest of the world's change."""
 
-    def __init__(self, height: int, width: int, focal: float):
+    def __init__(self, height: int, width: int, focal: float, focal_y: float = 0.0):
         super().__init__()
-        f = focal * width  # pixels; square pixels, principal point at the centre
-        K = torch.tensor([[f, 0.0, (width - 1) / 2], [0.0, f, (height - 1) / 2], [0.0, 0.0, 1.0]])
+        # focal lengths in pixels, principal point at the centre; frames resized to another shape
+        # than the camera's have pixels taller or wider than square (NetConfig.focal_y)
+        fx = focal * width
+        fy = focal_y * height if focal_y > 0 else fx
+        K = torch.tensor([[fx, 0.0, (width - 1) / 2], [0.0, fy, (height - 1) / 2], [0.0, 0.0, 1.0]])
         self.register_buffer("K", K, persistent=False)
         self.register_buffer("K_inv", torch.linalg.inv(K), persistent=False)
         v, u = torch.meshgrid(torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32),
@@ -314,7 +317,7 @@ class WorldNet(nn.Module):
         self.control_mlp = nn.Sequential(nn.Linear(inputs, e), nn.LeakyReLU(NEGATIVE_SLOPE),
                                          nn.Linear(e, e), nn.LeakyReLU(NEGATIVE_SLOPE))
         # warp: the newest frame warped by the move (pose worlds: an action world has no move to warp by)
-        self.warp = MoveWarp(config.height, config.width, config.focal) if (
+        self.warp = MoveWarp(config.height, config.width, config.focal, config.focal_y) if (
             config.warp != "off" and schema.kind == POSE_KIND) else None
         if config.recall and self.warp is None:
             raise ValueError("a world that recalls real frames warps them: it needs a pose schema and warp on")
