@@ -7,7 +7,7 @@ from neuralworld.controls import ACTION_KIND, ControlSchema
 from neuralworld.errors import UserError
 from neuralworld.model.config import PRESETS, NetConfig, TrainRecipe, get_preset
 from neuralworld.model.memory import MemoryLayout, memory_from_frames
-from neuralworld.model.network import FiLMBlock, WorldNet, example_inputs, model_stats
+from neuralworld.model.network import FiLMBlock, WorldNet, example_inputs, example_recall, model_stats
 
 MICRO = NetConfig(height=32, width=32, memory_frames=(2, 4), channels=(8, 16), encoder_blocks=(0, 1),
                     decoder_blocks=(1, 1), control_embed=16)
@@ -121,6 +121,8 @@ def test_presets_and_their_budgets():
     assert 4e6 < forest["params"] < 6e6 and 0.7e9 < forest["flops"] < 1.3e9
     tiny = model_stats(get_preset("tiny").net)
     assert 0.2e6 < tiny["params"] < 0.5e6
+    for field in ("warp", "recall", "recall_refresh", "recall_refresh_coarse", "hold_still", "look_refresh"):
+        assert getattr(get_preset("forest").net, field) == getattr(get_preset("tiny").net, field)  # one recipe for holding
     base = get_preset("baseline2022")
     assert base.net.memory_frames == (1,) and base.net.control_mode == "2d" and base.recipe.adversarial_weight == 0
     with pytest.raises(UserError):
@@ -134,7 +136,7 @@ def test_config_json_round_trip_and_resize():
     assert TrainRecipe.from_json(recipe.to_json()) == recipe
     small = cfg.with_size(96, 128)
     assert small.memory_frames == (4, 8, 16) and small.layout == MemoryLayout((4, 8, 16), 4)
-    WorldNet(small, POSE)(*example_inputs(small, 16))
+    WorldNet(small, POSE)(*example_inputs(small, 16), recall=example_recall(small))
     with pytest.raises(UserError):
         NetConfig(network="flat8", height=30, width=32, memory_frames=(1,))
 
