@@ -248,7 +248,7 @@ PRESETS: dict[str, Preset] = {
     # the reference system: 192x256, 32 frames of memory in 4 levels, parameters at coarse scales;
     # tiny's recipe for holding (warp, recall by pose and by look, standing still), and the critic
     # as a later stage with R1, as the systems that use one add it. The recipe's holding was
-    # measured with this network at 64x64 on this machine (docs/MEASURED.md), not at this size.
+    # measured with this network at 64x48 on this machine (docs/MEASURED.md), not at this size.
     "forest": Preset("forest", NetConfig(warp="base", recall=True, hold_still=True, look_refresh=0.4),
                      TrainRecipe(still_fraction=0.15, adversarial_start=5000, r1_weight=1.0)),
     # the reference's earlier recipe: one frame of memory, 2D controls, a flat body at 1/8 size, L1 only

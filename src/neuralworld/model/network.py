@@ -238,7 +238,7 @@ def catmull_rom_sample(frame: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
     frequencies (by up to 3% at a half-pixel shift), which free play grew into colour blobs; this
     cubic's gain stays at or below 1 (docs/MEASURED.md). Plain ONNX, and cheap at full size: the
     weights are the cubic's four polynomials in the fraction, and the 16 neighbours of every pixel
-    are one gather."""
+    are gathered at once, per channel."""
     b, c, h, w = frame.shape
     n = uv.shape[1]
     offsets = torch.arange(-1.0, 3.0, device=frame.device)[None, :, None]  # (1, 4, 1)
