@@ -94,6 +94,26 @@ def test_the_model_steps_the_world_frame_for_frame(exported):
     assert frame.dtype == np.uint8 and (frame[..., 3] == 255).all()  # RGBA, opaque
 
 
+def test_int8_keeps_convolutions_at_full_size_or_taller_in_float32():
+    """The refresh blur's pass along rows outputs the frame padded (6 rows taller): it stays float
+    with the frame's own convolutions; a coarser scale's convolution is quantized."""
+    from onnx import TensorProto, helper
+
+    def conv(name, rows_in, pad_rows):  # a 1x1 (or 7x1) convolution of a (1, 3, rows_in, 8) tensor
+        k = 7 if pad_rows else 1
+        weight = helper.make_tensor(name + "_w", TensorProto.FLOAT, (3, 1, 1, k), [1.0 / k] * 3 * k)
+        node = helper.make_node("Conv", [name + "_in", name + "_w"], [name + "_out"], name=name, group=3,
+                                pads=[0, 0, 0, 0] if not pad_rows else [0, 3, 0, 3])
+        return node, weight, helper.make_tensor_value_info(name + "_in", TensorProto.FLOAT, (1, 3, rows_in, 8))
+
+    parts = [conv("full", 32, False), conv("padded", 38, True), conv("coarse", 8, False)]
+    graph = helper.make_graph([p[0] for p in parts], "g", [p[2] for p in parts],
+                              [helper.make_tensor_value_info(n + "_out", TensorProto.FLOAT, None)
+                               for n in ("full", "padded", "coarse")], [p[1] for p in parts])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    assert sorted(quantize.full_resolution_convs(model.SerializeToString(), 32)) == ["full", "padded"]
+
+
 def test_int8_model_keeps_the_memory_rule_and_the_picture(exported):
     """Convolutions below full resolution in int8 (QDQ around Conv, int8 weights), the channel
     padding dropped, the memory update left exact: the new memory is the old one shifted with the
