@@ -80,9 +80,14 @@ def yawed(pose: np.ndarray, angle: float) -> np.ndarray:
     return out
 
 
+def frames_in(budget: int, height: int, width: int) -> int:
+    """How many RGB uint8 frames of this size fit in `budget` bytes (one at least)."""
+    return max(1, budget // (3 * height * width))
+
+
 def bank_capacity(height: int, width: int) -> int:
     """How many frames of this size fit in BANK_BYTES (227 at 256x192, 2,730 at 64x64)."""
-    return max(1, BANK_BYTES // (3 * height * width))
+    return frames_in(BANK_BYTES, height, width)
 
 
 def choose_bank(poses: np.ndarray, valid: np.ndarray, most: int) -> np.ndarray:

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from neuralworld.controls import POSE_KIND, ControlSchema
 from neuralworld.engine import draw_noise
 from neuralworld.model.config import NetConfig
-from neuralworld.recall import FEATURES as RECALL_FEATURES, RECALL_REACH
+from neuralworld.recall import FEATURES as RECALL_FEATURES, RECALL_REACH, frames_in
 
 MOVED = 1e-3  # a move whose numbers differ from standing by this much (summed) counts fully as moving
 LOOK_POOL = 4  # LookRecall compares frames by their averages over squares of this many pixels a side
@@ -206,7 +206,7 @@ class LookRecall(nn.Module):
     @staticmethod
     def capacity(height: int, width: int) -> int:
         """How many frames of this size fit in LOOK_BANK_BYTES."""
-        return max(1, LOOK_BANK_BYTES // (3 * height * width))
+        return frames_in(LOOK_BANK_BYTES, height, width)
 
     def fill(self, frames: torch.Tensor) -> None:
         """frames (N, H, W, 3) uint8, the training frames: keep M of them, evenly spaced."""
