@@ -242,10 +242,34 @@ def test_catmull_rom_sampling_is_exact_at_whole_pixels_and_never_sharpens():
     torch.manual_seed(0)
     frame = torch.rand(1, 3, 12, 16)
     v, u = torch.meshgrid(torch.arange(12.0), torch.arange(16.0), indexing="ij")
-    uv = torch.stack([u, v], -1).reshape(1, -1, 2)
-    shifted = catmull_rom_sample(frame, uv + torch.tensor([2.0, 1.0]))
+    x, y = u.reshape(1, -1), v.reshape(1, -1)
+    shifted = catmull_rom_sample(frame, x + 2.0, y + 1.0)
     torch.testing.assert_close(shifted[..., :-1, :-2], frame[..., 1:, 2:])
     soft = frame
     for k in range(100):
-        soft = catmull_rom_sample(soft, uv + torch.tensor([0.5 if k % 2 == 0 else -0.5, 0.0]))
+        soft = catmull_rom_sample(soft, x + (0.5 if k % 2 == 0 else -0.5), y)
     assert soft.std() < frame.std() and soft.min() >= 0 and soft.max() <= 1
+
+
+def test_catmull_rom_sampling_repeats_the_border_outside_the_frame():
+    """Near and far outside (beyond the padding that lets one offset find all 16 neighbours), the
+    samples are those of a frame whose border goes on forever: a row and a column clamped."""
+    from neuralworld.model.network import catmull_rom_sample
+
+    torch.manual_seed(1)
+    frame = torch.rand(2, 3, 12, 16)
+    x, y = torch.zeros(2, 12 * 16), torch.zeros(2, 12 * 16)  # the 12 points below first, then pixel 0
+    x[:, :12] = torch.tensor([-40.0, -2.3, -0.7, 15.6, 17.2, 70.0] * 2)
+    y[:, :12] = torch.tensor([[-30.0] * 6 + [3.0] * 6, [4.0] * 6 + [55.5] * 6])
+    out = catmull_rom_sample(frame, x, y)  # (2, 3, 12, 16)
+    wide = torch.nn.functional.pad(frame, (60, 60, 60, 60), mode="replicate")  # the border repeated far out
+    for b in range(2):
+        for k in range(12):
+            xs, ys = x[b, k] + 60, y[b, k] + 60  # the same points in the wide frame, all well inside it
+            x0, y0 = int(torch.floor(xs)), int(torch.floor(ys))
+            tx, ty = float(xs - x0), float(ys - y0)
+            w = lambda t: [((-t + 2) * t - 1) * t / 2, ((3 * t - 5) * t * t + 2) / 2,  # noqa: E731
+                           ((-3 * t + 4) * t + 1) * t / 2, (t - 1) * t * t / 2]
+            patch = wide[b, :, y0 - 1:y0 + 3, x0 - 1:x0 + 3]  # (3, 4, 4)
+            expected = torch.einsum("i,cij,j->c", torch.tensor(w(ty)), patch, torch.tensor(w(tx)))
+            torch.testing.assert_close(out[b].reshape(3, -1)[:, k], expected, atol=1e-5, rtol=0)

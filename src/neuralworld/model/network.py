@@ -153,7 +153,7 @@ class MoveWarp(nn.Module):
         self.register_buffer("K_inv", torch.linalg.inv(K), persistent=False)
         v, u = torch.meshgrid(torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32),
                               indexing="ij")
-        pixels = torch.stack([u, v, torch.ones_like(u)], -1).reshape(-1, 3)  # (H W, 3) homogeneous
+        pixels = torch.stack([u, v, torch.ones_like(u)]).reshape(3, -1)  # (3, H W) homogeneous, one row per axis
         self.register_buffer("pixels", pixels, persistent=False)
         self.inverse_depth = nn.Parameter(torch.tensor(0.25))
 
@@ -169,12 +169,12 @@ class MoveWarp(nn.Module):
         """frame (B, 3, H, W) seen through (B, 3, 3) camera-axes homography `plane` (new camera
         ray -> old camera ray) -> the warped frame and where it was inside the old view (forward)."""
         H = self.K @ plane @ self.K_inv  # new pixel -> old pixel
-        old = self.pixels @ H.transpose(1, 2)  # (B, H W, 3)
-        uv = old[..., :2] / old[..., 2:].clamp_min(1e-3)
+        old = H @ self.pixels  # (B, 3, H W): rows kept whole, so that no step of the page reads across them
+        depth = old[:, 2]
+        x, y = old[:, 0] / depth.clamp_min(1e-3), old[:, 1] / depth.clamp_min(1e-3)  # (B, H W) each
         b, _, h, w = frame.shape
-        inside = ((old[..., 2] > 0) & (uv[..., 0] >= -0.5) & (uv[..., 0] <= w - 0.5)
-                  & (uv[..., 1] >= -0.5) & (uv[..., 1] <= h - 0.5))
-        return catmull_rom_sample(frame, uv), inside.to(frame.dtype).reshape(b, 1, h, w)
+        inside = (depth > 0) & (x >= -0.5) & (x <= w - 0.5) & (y >= -0.5) & (y <= h - 0.5)
+        return catmull_rom_sample(frame, x, y), inside.to(frame.dtype).reshape(b, 1, h, w)
 
     def recalled(self, frame: torch.Tensor, relative: torch.Tensor) -> torch.Tensor:
         """A recalled real frame (B, 3, H, W) turned to face the way the camera faces; relative
@@ -228,36 +228,46 @@ class LookRecall(nn.Module):
         return torch.index_select(self.frames, 0, nearest).to(frame.dtype) / 255
 
 
-def catmull_rom_sample(frame: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
-    """frame (B, C, H, W) sampled at pixel coordinates uv (B, H W, 2) (x, y; pixel centres at
-    whole numbers; outside, the border repeats) -> (B, C, H, W), with the Catmull-Rom cubic
-    (Keys, "Cubic convolution interpolation for digital image processing", 1981, a = -1/2).
+# Keys' cubic (a = -1/2) as a matrix: (4 neighbours at offsets -1, 0, 1, 2) x (powers 1, t, t^2, t^3) of the fraction
+CATMULL_ROM = 0.5 * torch.tensor([[0.0, -1, 2, -1], [2, 0, -5, 3], [0, 1, 4, -3], [0, 0, -1, 1]])
+SAMPLE_PAD = 3  # the frame's border repeated this far out: the 4 x 4 neighbours of a clamped pixel stay inside
+
+
+def catmull_rom_sample(frame: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """frame (B, C, H, W) sampled at pixel coordinates x, y (B, H W) each (pixel centres at whole
+    numbers; outside, the border repeats) -> (B, C, H, W), with the Catmull-Rom cubic (Keys, "Cubic
+    convolution interpolation for digital image processing", 1981, a = -1/2).
 
     Free play resamples the view at every step: bilinear weights blur a little each time (soup
     within 2 s at 60 steps a second), and the a = -3/4 cubic of grid_sample amplifies some
     frequencies (by up to 3% at a half-pixel shift), which free play grew into colour blobs; this
-    cubic's gain stays at or below 1 (docs/MEASURED.md). Plain ONNX, and cheap at full size: the
-    weights are the cubic's four polynomials in the fraction, and the 16 neighbours of every pixel
-    are gathered at once, per channel."""
+    cubic's gain stays at or below 1 (docs/MEASURED.md). Plain ONNX, and cheap at full size, where
+    the page's runtime pays for every pass over the 16 neighbours of every pixel: the weights are
+    the cubic's polynomials (one product with CATMULL_ROM), the frame is padded by its border so
+    that one offset per pixel finds all 16 neighbours (no clamping of each), and they are
+    gathered once per channel."""
     b, c, h, w = frame.shape
-    n = uv.shape[1]
-    offsets = torch.arange(-1.0, 3.0, device=frame.device)[None, :, None]  # (1, 4, 1)
-    near, weights = [], []
-    for along in uv.unbind(-1):  # x, then y: (B, N) each
+    n = x.shape[1]
+    p = SAMPLE_PAD
+    row = w + 2 * p  # the padded frame's width
+    padded = F.pad(frame, (p, p, p, p), mode="replicate").reshape(b, c, 1, (h + 2 * p) * row)
+    weights, first = [], []
+    for along, size in ((x, w), (y, h)):
         base = torch.floor(along)
         t = (along - base)[:, None]  # (B, 1, N) the fraction
-        t2, t3 = t * t, t * t * t
-        # (B, 4, N): the weights of the neighbours at offsets -1, 0, 1, 2 (Keys' cubic, a = -1/2)
-        weights.append(0.5 * torch.cat([2 * t2 - t3 - t, 3 * t3 - 5 * t2 + 2, 4 * t2 - 3 * t3 + t, t3 - t2], 1))
-        near.append(base[:, None] + offsets)  # (B, 4, N) the neighbours' columns, then rows
-    xs, ys = near[0].clamp(0, w - 1), near[1].clamp(0, h - 1)
-    index = (ys[:, :, None] * w + xs[:, None]).long().reshape(b, 1, 16 * n)  # (B, 1, 4 rows x 4 columns x N)
+        t2 = t * t
+        powers = torch.cat([torch.ones_like(t), t, t2, t2 * t], 1)  # (B, 4, N)
+        weights.append(CATMULL_ROM.to(frame) @ powers)  # (B, 4, N) the weights of the 4 neighbours
+        # the first neighbour in the padded frame; far outside, every neighbour is the border
+        first.append(base.clamp(-2, size) + (p - 1))
+    corner = (first[1] * row + first[0]).long()  # (B, N) the top-left neighbour, a flat index
+    offsets = (torch.arange(4, device=frame.device)[:, None] * row + torch.arange(4, device=frame.device)).reshape(1, 16, 1)
+    index = (corner[:, None] + offsets).reshape(b, 1, 16 * n)  # (B, 1, 4 rows x 4 columns x N)
     weight = (weights[1][:, :, None] * weights[0][:, None]).reshape(b, 16, n)
     # a gather per channel (one gather of all channels would need the index repeated per channel),
     # and the sum over the 16 neighbours as a product with ones: onnxruntime's fastest way to it
-    flat = frame.reshape(b, c, 1, h * w)
     ones = torch.ones(1, 16, device=frame.device, dtype=frame.dtype)
-    out = [ones @ (torch.gather(flat[:, k], 2, index).reshape(b, 16, n) * weight) for k in range(c)]
+    out = [ones @ (torch.gather(padded[:, k], 2, index).reshape(b, 16, n) * weight) for k in range(c)]
     return torch.cat(out, 1).reshape(b, c, h, w)
 
 
