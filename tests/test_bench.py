@@ -29,9 +29,26 @@ def test_flops_and_frames_per_second_of_a_preset(tmp_path, capsys):
     assert main(["bench", "--preset", "tiny", "--runtimes", "torch", "--json", str(out)]) == 2  # no overwrite
 
 
+def test_repeat_keeps_the_best_of_interleaved_timings(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--preset", "tiny", "--runtimes", "torch", "--seconds", "0.1", "--threads", "1,2",
+                 "--repeat", "3", "--no-train", "--json", str(out)]) == 0
+    figures = json.loads(out.read_text())
+    assert figures["repeat"] == 3
+    results = figures["results"][0]["results"]
+    kept = {r["threads"]: r["fps"] for r in results}
+    assert len(results) == 2 and sorted(kept) == [1, 2]  # one figure per thread count
+    timed = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("  torch ")]
+    order = [int(words[3]) for words in timed]
+    assert order == [1, 2] * 3  # thread counts in turn, three times
+    for t, fps in kept.items():
+        assert fps == pytest.approx(max(float(words[5]) for words in timed if int(words[3]) == t), abs=0.05)
+
+
 def test_unknown_runtime_or_threads_is_a_user_error():
     assert main(["bench", "--preset", "tiny", "--runtimes", "cuda"]) == 2
     assert main(["bench", "--preset", "tiny", "--threads", "two"]) == 2
+    assert main(["bench", "--preset", "tiny", "--repeat", "0"]) == 2
 
 
 @pytest.mark.slow
