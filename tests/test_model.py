@@ -1,4 +1,5 @@
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -180,8 +181,6 @@ def _move(rotation=None, translation=(0.0, 0.0, 0.0)) -> torch.Tensor:
 
 
 def test_move_warp_turns_and_zooms_the_view():
-    import math
-
     from neuralworld.model.network import MoveWarp
 
     warp = MoveWarp(48, 64, focal=0.75)  # 48 pixels of focal length
@@ -207,8 +206,6 @@ def test_move_warp_turns_and_zooms_the_view():
 
 
 def test_move_warp_of_frames_squeezed_to_another_shape_moves_rows_by_the_vertical_focal_length():
-    import math
-
     from neuralworld.model.network import MoveWarp
 
     bar = torch.zeros(1, 3, 48, 64)
@@ -253,23 +250,24 @@ def test_catmull_rom_sampling_is_exact_at_whole_pixels_and_never_sharpens():
 
 def test_catmull_rom_sampling_repeats_the_border_outside_the_frame():
     """Near and far outside (beyond the padding that lets one offset find all 16 neighbours), the
-    samples are those of a frame whose border goes on forever: a row and a column clamped."""
+    samples are those of a frame whose border row and column go on forever."""
     from neuralworld.model.network import catmull_rom_sample
+
+    def cubic(t):  # Keys' weights (a = -1/2) of the neighbours at -1, 0, 1, 2
+        return torch.tensor([((-t + 2) * t - 1) * t / 2, ((3 * t - 5) * t * t + 2) / 2,
+                             ((-3 * t + 4) * t + 1) * t / 2, (t - 1) * t * t / 2])
 
     torch.manual_seed(1)
     frame = torch.rand(2, 3, 12, 16)
-    x, y = torch.zeros(2, 12 * 16), torch.zeros(2, 12 * 16)  # the 12 points below first, then pixel 0
+    x, y = torch.zeros(2, 12 * 16), torch.zeros(2, 12 * 16)  # 12 points to check, the rest at pixel (0, 0)
     x[:, :12] = torch.tensor([-40.0, -2.3, -0.7, 15.6, 17.2, 70.0] * 2)
     y[:, :12] = torch.tensor([[-30.0] * 6 + [3.0] * 6, [4.0] * 6 + [55.5] * 6])
-    out = catmull_rom_sample(frame, x, y)  # (2, 3, 12, 16)
+    out = catmull_rom_sample(frame, x, y).reshape(2, 3, -1)
     wide = torch.nn.functional.pad(frame, (60, 60, 60, 60), mode="replicate")  # the border repeated far out
     for b in range(2):
         for k in range(12):
-            xs, ys = x[b, k] + 60, y[b, k] + 60  # the same points in the wide frame, all well inside it
-            x0, y0 = int(torch.floor(xs)), int(torch.floor(ys))
-            tx, ty = float(xs - x0), float(ys - y0)
-            w = lambda t: [((-t + 2) * t - 1) * t / 2, ((3 * t - 5) * t * t + 2) / 2,  # noqa: E731
-                           ((-3 * t + 4) * t + 1) * t / 2, (t - 1) * t * t / 2]
-            patch = wide[b, :, y0 - 1:y0 + 3, x0 - 1:x0 + 3]  # (3, 4, 4)
-            expected = torch.einsum("i,cij,j->c", torch.tensor(w(ty)), patch, torch.tensor(w(tx)))
-            torch.testing.assert_close(out[b].reshape(3, -1)[:, k], expected, atol=1e-5, rtol=0)
+            xs, ys = float(x[b, k]) + 60, float(y[b, k]) + 60  # the same point in the wide frame, well inside it
+            x0, y0 = math.floor(xs), math.floor(ys)
+            patch = wide[b, :, y0 - 1:y0 + 3, x0 - 1:x0 + 3]  # (3, 4, 4) its 16 neighbours
+            expected = torch.einsum("i,cij,j->c", cubic(ys - y0), patch, cubic(xs - x0))
+            torch.testing.assert_close(out[b, :, k], expected, atol=1e-5, rtol=0)

@@ -169,9 +169,12 @@ class MoveWarp(nn.Module):
         """frame (B, 3, H, W) seen through (B, 3, 3) camera-axes homography `plane` (new camera
         ray -> old camera ray) -> the warped frame and where it was inside the old view (forward)."""
         H = self.K @ plane @ self.K_inv  # new pixel -> old pixel
-        old = H @ self.pixels  # (B, 3, H W): rows kept whole, so that no step of the page reads across them
+        # (B, 3, H W): x, y and depth each a whole row (as (H W, 3) triples, the page's runtime sliced
+        # and divided them with strides, slower than the sampling itself)
+        old = H @ self.pixels
         depth = old[:, 2]
-        x, y = old[:, 0] / depth.clamp_min(1e-3), old[:, 1] / depth.clamp_min(1e-3)  # (B, H W) each
+        ahead = depth.clamp_min(1e-3)  # points behind the camera stay finite (and count as outside)
+        x, y = old[:, 0] / ahead, old[:, 1] / ahead  # (B, H W) each
         b, _, h, w = frame.shape
         inside = (depth > 0) & (x >= -0.5) & (x <= w - 0.5) & (y >= -0.5) & (y <= h - 0.5)
         return catmull_rom_sample(frame, x, y), inside.to(frame.dtype).reshape(b, 1, h, w)
@@ -261,7 +264,8 @@ def catmull_rom_sample(frame: torch.Tensor, x: torch.Tensor, y: torch.Tensor) ->
         # the first neighbour in the padded frame; far outside, every neighbour is the border
         first.append(base.clamp(-2, size) + (p - 1))
     corner = (first[1] * row + first[0]).long()  # (B, N) the top-left neighbour, a flat index
-    offsets = (torch.arange(4, device=frame.device)[:, None] * row + torch.arange(4, device=frame.device)).reshape(1, 16, 1)
+    steps = torch.arange(4, device=frame.device)
+    offsets = (steps[:, None] * row + steps).reshape(1, 16, 1)  # from the corner: 4 rows x 4 columns
     index = (corner[:, None] + offsets).reshape(b, 1, 16 * n)  # (B, 1, 4 rows x 4 columns x N)
     weight = (weights[1][:, :, None] * weights[0][:, None]).reshape(b, 16, n)
     # a gather per channel (one gather of all channels would need the index repeated per channel),
