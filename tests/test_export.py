@@ -115,6 +115,19 @@ def test_int8_keeps_convolutions_at_full_size_or_taller_in_float32():
     assert sorted(quantize.full_resolution_convs(model.SerializeToString(), 32)) == ["full", "padded"]
 
 
+def test_exported_constants_are_the_network_s_own(exported):
+    """Every constant of a frame's size or more in the exported model is one of the network's
+    weights or buffers: nothing the size of a frame was computed at export and folded in, which
+    the page would download for nothing."""
+    _, web = exported
+    model = onnx.load(web / "model.onnx")
+    constants = [(i.name, numpy_helper.to_array(i).size) for i in model.graph.initializer]
+    constants += [(n.output[0], numpy_helper.to_array(n.attribute[0].t).size) for n in model.graph.node
+                  if n.op_type == "Constant"]
+    folded = [name for name, size in constants if size >= HEIGHT * WIDTH and not name.startswith("net.")]
+    assert not folded
+
+
 def test_int8_model_keeps_the_memory_rule_and_the_picture(exported):
     """Convolutions below full resolution in int8 (QDQ around Conv, int8 weights), the channel
     padding dropped, the memory update left exact: the new memory is the old one shifted with the

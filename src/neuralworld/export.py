@@ -50,6 +50,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from neuralworld import __version__, engine, metrics, quantize
@@ -121,7 +122,7 @@ class PlayerStep(nn.Module):
         else:
             _, memory = engine.step(self.net, memory, controls, noise, self.layout, recall=recall)
             rgb = newest_frame(memory)  # (1, H, W, 3) uint8
-        return torch.cat([rgb, torch.full_like(rgb[..., :1], 255)], dim=-1), *memory
+        return F.pad(rgb, (0, 1), value=255), *memory  # RGBA: opaque (a padding, not a frame-sized constant)
 
 
 class NetworkOnly(nn.Module):

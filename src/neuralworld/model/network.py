@@ -259,8 +259,10 @@ def catmull_rom_sample(frame: torch.Tensor, x: torch.Tensor, y: torch.Tensor) ->
         base = torch.floor(along)
         t = (along - base)[:, None]  # (B, 1, N) the fraction
         t2 = t * t
-        powers = torch.cat([torch.ones_like(t), t, t2, t2 * t], 1)  # (B, 4, N)
-        weights.append(CATMULL_ROM.to(frame) @ powers)  # (B, 4, N) the weights of the 4 neighbours
+        powers = torch.cat([t, t2, t2 * t], 1)  # (B, 3, N); the constant term added apart (a row of ones
+        # would be folded into the exported model as a constant the size of the frame)
+        cubic = CATMULL_ROM.to(frame)
+        weights.append(cubic[:, :1] + cubic[:, 1:] @ powers)  # (B, 4, N) the weights of the 4 neighbours
         # the first neighbour in the padded frame; far outside, every neighbour is the border
         first.append(base.clamp(-2, size) + (p - 1))
     corner = (first[1] * row + first[0]).long()  # (B, N) the top-left neighbour, a flat index
