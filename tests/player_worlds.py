@@ -120,12 +120,18 @@ def bar_column(frame: np.ndarray) -> float:
     return float(np.sum((peak + np.arange(-3, 4)) * profile[cols]) / profile[cols].sum())
 
 
-def channel_pads(model) -> int:
-    """How many Pad nodes of an ONNX model pad a 4-d tensor's channels (axis 1): the network's
-    zero channels (network.pad_channels), not the sampler's border or the frame's alpha."""
+def model_constants(model) -> dict:
+    """{name: array} of an ONNX model's constants: its initializers and its Constant nodes' values."""
     from onnx import numpy_helper
 
     constants = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     constants.update({n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in model.graph.node
                       if n.op_type == "Constant"})
+    return constants
+
+
+def channel_pads(model) -> int:
+    """How many Pad nodes of an ONNX model pad a 4-d tensor's channels (axis 1): the network's
+    zero channels (network.pad_channels), not the sampler's border or the frame's alpha."""
+    constants = model_constants(model)
     return sum(1 for n in model.graph.node if n.op_type == "Pad" and constants[n.input[1]][[1, 5]].any())

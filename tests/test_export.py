@@ -8,14 +8,14 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from onnx import numpy_helper
 
 from neuralworld import export, metrics, quantize
 from neuralworld.cli import main
 from neuralworld.errors import UserError
 from neuralworld.world import World
 
-from player_worlds import HEIGHT, WIDTH, action_schema, channel_pads, random_world_net, save_world, start_frames
+from player_worlds import (HEIGHT, WIDTH, action_schema, channel_pads, model_constants, random_world_net,
+                           save_world, start_frames)
 
 pytestmark = pytest.mark.skipif(not (export.RUNTIME_DIR / "ort.wasm.min.mjs").is_file(),
                                 reason="ONNX Runtime Web not fetched (run bash scripts/fetch-web-runtime.sh)")
@@ -121,10 +121,8 @@ def test_exported_constants_are_the_network_s_own(exported):
     the page would download for nothing."""
     _, web = exported
     model = onnx.load(web / "model.onnx")
-    constants = [(i.name, numpy_helper.to_array(i).size) for i in model.graph.initializer]
-    constants += [(n.output[0], numpy_helper.to_array(n.attribute[0].t).size) for n in model.graph.node
-                  if n.op_type == "Constant"]
-    folded = [name for name, size in constants if size >= HEIGHT * WIDTH and not name.startswith("net.")]
+    folded = [name for name, value in model_constants(model).items()
+              if value.size >= HEIGHT * WIDTH and not name.startswith("net.")]
     assert not folded
 
 

@@ -254,6 +254,7 @@ def catmull_rom_sample(frame: torch.Tensor, x: torch.Tensor, y: torch.Tensor) ->
     p = SAMPLE_PAD
     row = w + 2 * p  # the padded frame's width
     padded = F.pad(frame, (p, p, p, p), mode="replicate").reshape(b, c, 1, (h + 2 * p) * row)
+    cubic = CATMULL_ROM.to(frame)
     weights, first = [], []
     for along, size in ((x, w), (y, h)):
         base = torch.floor(along)
@@ -261,7 +262,6 @@ def catmull_rom_sample(frame: torch.Tensor, x: torch.Tensor, y: torch.Tensor) ->
         t2 = t * t
         powers = torch.cat([t, t2, t2 * t], 1)  # (B, 3, N); the constant term added apart (a row of ones
         # would be folded into the exported model as a constant the size of the frame)
-        cubic = CATMULL_ROM.to(frame)
         weights.append(cubic[:, :1] + cubic[:, 1:] @ powers)  # (B, 4, N) the weights of the 4 neighbours
         # the first neighbour in the padded frame; far outside, every neighbour is the border
         first.append(base.clamp(-2, size) + (p - 1))
