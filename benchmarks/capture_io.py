@@ -19,6 +19,7 @@ import numpy as np
 
 from neuralworld.capture import CaptureWriter, open_capture
 from neuralworld.argtypes import size_type
+from neuralworld.errors import run_script
 
 
 def make_frames(n: int, w: int, h: int) -> np.ndarray:
@@ -84,4 +85,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -27,6 +27,7 @@ from flow_speed import parse_args  # the sibling benchmark's options
 from torch import nn
 
 from neuralworld import bench
+from neuralworld.errors import run_script
 from neuralworld.model.config import get_preset
 from neuralworld.model.network import gaussian_from_uniform
 
@@ -206,4 +207,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

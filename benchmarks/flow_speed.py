@@ -15,6 +15,7 @@ import argparse
 import dataclasses
 
 from neuralworld import bench
+from neuralworld.errors import run_script
 from neuralworld.model.config import get_preset
 
 
@@ -62,4 +63,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

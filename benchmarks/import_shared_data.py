@@ -24,7 +24,7 @@ import torch
 from neuralworld.capture import open_capture
 from neuralworld.capture.importer import import_capture
 from neuralworld.capture.info import describe
-from neuralworld.errors import UserError
+from neuralworld.errors import UserError, run_script
 
 
 def imports(data: Path) -> list[tuple[str, Path, dict]]:
@@ -79,4 +79,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

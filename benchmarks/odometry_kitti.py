@@ -25,6 +25,7 @@ import numpy as np
 
 from neuralworld.capture.odometry import estimate_poses
 from neuralworld.capture.video import transform_intrinsics
+from neuralworld.errors import run_script
 from neuralworld.geometry import make_pose, relative_poses, rotation_angle
 from neuralworld.world import resize_frames
 
@@ -107,4 +108,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -20,7 +20,6 @@ last frame at each mark.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import numpy as np
 
 from neuralworld.bench import served_page
 from neuralworld.capture.format import open_capture
+from neuralworld.errors import run_script
 from neuralworld.export import export_world, is_current
 from neuralworld.tour import Bands
 from neuralworld.world import World, resize_frames
@@ -145,4 +145,4 @@ def play_in_python(world: World, bands: Bands, args) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

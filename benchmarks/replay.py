@@ -17,6 +17,7 @@ import numpy as np
 
 from neuralworld import metrics
 from neuralworld.capture.format import open_capture
+from neuralworld.errors import run_script
 from neuralworld.world import World, resize_frames
 
 HORIZONS = (32, 128, 512, 1200, 2400)
@@ -46,4 +47,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

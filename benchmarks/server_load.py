@@ -30,6 +30,8 @@ import threading
 import time
 from pathlib import Path
 
+from neuralworld.errors import run_script
+
 TOKEN = "benchmark-token"
 RECORD_CAP = 320 * 10**6  # the recorder's size cap here: room for the 300 MB motion log
 
@@ -222,4 +224,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -30,6 +30,7 @@ from neuralworld.capture.motion_files import read_kitti_calib
 from neuralworld.capture.odometry import estimate_poses
 from neuralworld.capture.sfm import estimate_poses_sfm
 from neuralworld.capture.video import crop_box, iter_frames, open_source, transform_intrinsics, working_size
+from neuralworld.errors import run_script
 from neuralworld.geometry import make_pose
 
 
@@ -87,4 +88,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -17,6 +17,7 @@ import av
 import cv2
 import numpy as np
 
+from neuralworld.errors import run_script
 from neuralworld.report import write_mp4
 
 
@@ -48,4 +49,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

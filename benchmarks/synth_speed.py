@@ -19,6 +19,7 @@ import time
 
 from neuralworld.capture.scene import Renderer, make_scene
 from neuralworld.capture.trajectory import walk
+from neuralworld.errors import run_script
 
 
 def main() -> None:
@@ -48,4 +49,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

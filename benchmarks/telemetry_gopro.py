@@ -25,7 +25,8 @@ from scipy.spatial.transform import Rotation, Slerp
 
 from neuralworld.capture.odometry import estimate_poses
 from neuralworld.capture.telemetry import angular_speed, estimate_lag, poses_from_streams, read_streams
-from neuralworld.geometry import OPENCV_TO_OPENGL_CAMERA, rotation_angle
+from neuralworld.errors import run_script
+from neuralworld.geometry import rotation_angle
 
 
 def decode(path: Path, width: int):
@@ -117,4 +118,4 @@ def _integrate(t: np.ndarray, gyro: np.ndarray) -> Rotation:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -23,6 +23,7 @@ import torch
 
 from neuralworld.controls import ControlSchema
 from neuralworld.data import TrainingData, sample_batch, step_generator
+from neuralworld.errors import run_script
 from neuralworld.model.config import PRESETS, NetConfig, Preset, get_preset
 from neuralworld.model.network import model_stats
 from neuralworld.train import pick_device
@@ -372,4 +373,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

@@ -25,6 +25,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from neuralworld.bench import browser_missing, served_page
+from neuralworld.errors import run_script
 from neuralworld.export import runtime_files
 
 # name: (input channels, output channels, height, width) of a 3x3 convolution in `forest`
@@ -133,4 +134,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_script(main)

@@ -25,6 +25,7 @@ import numpy as np
 
 from neuralworld import metrics
 from neuralworld.capture import open_capture
+from neuralworld.errors import run_script
 from neuralworld.export import ExportedWorld, export_world
 from neuralworld.heldout import HORIZONS, held_out, plan_capture
 from neuralworld.tour import measure_play
@@ -88,4 +89,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_script(main)

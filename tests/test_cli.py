@@ -1,6 +1,9 @@
 """The command line: every failure ends in one line on stderr, whatever its cause."""
 
 import errno
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -73,3 +76,13 @@ def test_a_port_out_of_range_is_one_line(capsys, argv):
     assert e.value.code == 2
     line = one_line(capsys.readouterr().err)
     assert line.startswith(f"neuralworld {argv[0]}: error: argument --port: ") and "0..65535" in line
+
+
+@pytest.mark.parametrize("script", ["web_quality.py", "play_hold.py", "replay.py"])
+def test_a_benchmark_given_a_folder_without_a_world_says_so_in_one_line(tmp_path, script):
+    """The benchmarks that take a world end a user's error as the commands do."""
+    bench = Path(__file__).resolve().parents[1] / "benchmarks" / script
+    done = subprocess.run([sys.executable, str(bench), str(tmp_path), str(tmp_path)], capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr
+    assert one_line(done.stderr) == f"{script}: error: {tmp_path}: no world here " \
+        "(world.json is missing; make one with `neuralworld train`)"
