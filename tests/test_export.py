@@ -11,7 +11,9 @@ import torch
 
 from neuralworld import export, metrics, quantize
 from neuralworld.cli import main
+from neuralworld.controls import ControlSchema
 from neuralworld.errors import UserError
+from neuralworld.model.network import MoveWarp
 from neuralworld.world import World
 
 from player_worlds import (HEIGHT, WIDTH, action_schema, channel_pads, model_constants, random_world_net,
@@ -204,6 +206,21 @@ def test_parity_failure_is_loud():
     assert export.check_parity(net_a, model, inputs)["max_levels"] <= export.PARITY_LEVELS
     with pytest.raises(UserError, match="differs from PyTorch"):
         export.check_parity(net_b, model, inputs)
+
+
+def test_parity_inputs_move_a_pose_world_as_a_walk_does():
+    """Even with a random world's schema (mean 0, scale 1), the parity check's moves keep the warp's
+    plane ahead of the camera across the frame: near its horizon a float rounding decides whether a
+    pixel was inside the old view, and the check would fail an export that is right."""
+    schema = ControlSchema.identity()
+    layout = random_world_net(schema).config.layout
+    warp = MoveWarp(HEIGHT, WIDTH, focal=0.7)
+    for seed in range(8):
+        controls = export.parity_inputs(layout, HEIGHT, WIDTH, schema, seed)[0]
+        move = controls[:, :12].reshape(1, 3, 4)
+        plane = torch.cat([move[:, :, :2], move[:, :, 2:3] + move[:, :, 3:] * warp.inverse_depth], 2)
+        depth = (warp.K @ plane @ warp.K_inv @ warp.pixels)[0, 2]  # (H W) each pixel's depth in the old view
+        assert depth.min() > 0.3, seed
 
 
 def test_missing_runtime_names_the_command(monkeypatch, tmp_path):

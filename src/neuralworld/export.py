@@ -54,7 +54,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from neuralworld import __version__, engine, metrics, quantize
-from neuralworld.controls import ControlSchema
+from neuralworld.controls import POSE_KIND, ControlSchema
 from neuralworld.engine import draw_noise
 from neuralworld.errors import UserError
 from neuralworld.fileio import atomic_dir
@@ -230,11 +230,16 @@ def parity_inputs(layout: MemoryLayout, height: int, width: int, schema: Control
     """Fixed inputs in export order: controls (1, C) around the schema's mean and scale, memory of
     8-bit values (from the start frames when given, else random), noise U(0, 1) of `noise_shapes`
     (NetConfig.noise_shapes; default one map per memory level), and with `recall` a recalled frame
-    of 8-bit values and a relative pose near standing (rotation and translation off by ~0.1)."""
+    of 8-bit values and a relative pose near standing (rotation and translation off by ~0.1).
+    A pose world's move is near standing too, whatever its schema: the warp sees a plane, and a
+    move far from any rotation (a random schema's) puts the plane's horizon inside the frame, where
+    the depth nears 0 and a float rounding moves a pixel between inside and outside the old view."""
     g = torch.Generator().manual_seed(seed)
     mean = torch.tensor(schema.mean, dtype=torch.float32)
     scale = torch.tensor(schema.scale, dtype=torch.float32)
     controls = (mean + scale * torch.randn(schema.dim, generator=g))[None]  # (1, C)
+    if schema.kind == POSE_KIND:
+        controls[0, :12] = (torch.eye(3, 4) + 0.1 * torch.randn(3, 4, generator=g)).reshape(12)
     sizes = layout.sizes(height, width)
     if start_frames is not None:
         memory = memory_from_frames(frames_to_tensor(start_frames[None]), layout)
