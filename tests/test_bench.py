@@ -49,6 +49,7 @@ def test_unknown_runtime_or_threads_is_a_user_error():
     assert main(["bench", "--preset", "tiny", "--runtimes", "cuda"]) == 2
     assert main(["bench", "--preset", "tiny", "--threads", "two"]) == 2
     assert main(["bench", "--preset", "tiny", "--repeat", "0"]) == 2
+    assert main(["bench", "--preset", "tiny", "--warmup", "-1"]) == 2
 
 
 @pytest.mark.slow
@@ -58,14 +59,16 @@ def test_unknown_runtime_or_threads_is_a_user_error():
 def test_browser_frames_per_second_per_lever(tmp_path, capsys):
     world = save_world(tmp_path / "world")
     out = tmp_path / "bench.json"
-    assert main(["bench", str(world), "--runtimes", "wasm", "--seconds", "0.5", "--threads", "1,2", "--walk-seconds",
-                 "0.5", "--no-train", "--profile", "--json", str(out)]) == 0
-    row = json.loads(out.read_text())["results"][0]
+    assert main(["bench", str(world), "--runtimes", "wasm", "--seconds", "0.5", "--warmup", "0.3", "--threads", "1,2",
+                 "--walk-seconds", "0.5", "--no-train", "--profile", "--json", str(out)]) == 0
+    figures = json.loads(out.read_text())
+    row = figures["results"][0]
     results = {(r["lever"], r["threads"]): r for r in row["results"]}
     assert set(results) == {(lever, t) for lever, _ in bench.LEVERS for t in (1, 2)}
     for (lever, t), r in results.items():
         assert r["fps"] > 1 and 0 < r["inference_ms"] < 1000 and 0 < r["first_frame_ms"] < 60000, (lever, t)
         assert r["threads"] == t and r["cross_origin_isolated"]  # the page runs on the threads it was asked for
+        assert 0.3 <= r["warmup_seconds"] < 0.3 + 1, (lever, t)  # timed after the warm-up's steps
     assert results[("all", 1)]["model"] == "model.int8.onnx" and results[("before", 1)]["model"] == "model.net.onnx"
     walk = results[("all", 2)]["walk"]
     assert walk["fps"] > 1 and 0 < walk["p95_ms"] <= walk["max_ms"]
@@ -78,3 +81,4 @@ def test_browser_frames_per_second_per_lever(tmp_path, capsys):
         assert prof["runs"] > 3 and prof["ops"]["QLinearConv"] > 0 and prof["ops"].get("Conv", 0) + prof["ops"].get("FusedConv", 0) > 0
         assert all(ms >= 0 for ms in prof["ops"].values()) and prof["nodes"][0][3] >= prof["nodes"][-1][3]
     assert "per-operator profile of the page's model, 2 threads" in table and "slowest nodes:" in table
+    assert figures["warmup_seconds"] == 0.3

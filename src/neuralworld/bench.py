@@ -44,6 +44,10 @@ from neuralworld.fileio import atomic_write_json, check_new_output
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
+# seconds of steps before the page's timing: over its first seconds chromium compiles the runtime's hot
+# WebAssembly again, optimised, on the cores the steps use (at 2 threads in the worker, `forest`'s page
+# drew 31, 38, 39, then 43-45 frames/s in its first seconds; on the page's thread it settled in about 2)
+WARMUP_SECONDS = 3.0
 
 _PEAK_SCRIPT = """
 import sys, time, numpy as np
@@ -160,9 +164,10 @@ def served_page(web_dir: Path, args: list[str]):
 
 
 def bench_browser(web_dir: Path, backend: str, seconds: float, threads: int = 1, query: str = "",
-                  walk_seconds: float = 0.0) -> dict:
-    """Whole player steps per second in headless chromium, the time to the first frame and, with
-    walk_seconds, the live loop's frame times while walking; {"skipped": reason} when not possible."""
+                  walk_seconds: float = 0.0, warmup: float = WARMUP_SECONDS) -> dict:
+    """Whole player steps per second in headless chromium, timed after `warmup` seconds of them, the
+    time to the first frame and, with walk_seconds, the live loop's frame times while walking;
+    {"skipped": reason} when not possible."""
     missing = browser_missing()
     if missing:
         return {"skipped": missing}
@@ -182,9 +187,10 @@ def bench_browser(web_dir: Path, backend: str, seconds: float, threads: int = 1,
             return {"skipped": "no WebGPU adapter" if not adapter else "WebGPU session failed, wasm used"}
         adapter = page.evaluate("""async () => { if (!navigator.gpu) return null;
             const a = await navigator.gpu.requestAdapter(); return a ? (a.info || {}).architecture || 'yes' : null; }""")
-        software = backend == "webgpu" and adapter == "swiftshader"  # seconds per frame: warm up less
-        result = page.evaluate(f"window.nw.bench({seconds}, {1 if software else 3})")
+        software = backend == "webgpu" and adapter == "swiftshader"  # seconds per frame: one step of warm-up
+        result = page.evaluate(f"window.nw.bench({seconds}, {0 if software else warmup})")
         out = {"fps": result["fps"], "inference_ms": result["inference_ms"], "step_p95_ms": result["step_p95_ms"],
+               "warmup_seconds": result["warmup_seconds"],
                "first_frame_ms": first, "threads": result["threads"], "model": result["model"],
                "cross_origin_isolated": page.evaluate("self.crossOriginIsolated")}
         if walk_seconds > 0:
@@ -220,7 +226,7 @@ def profile_browser(web_dir: Path, seconds: float, threads: int) -> dict:
         page.wait_for_function("window.nw && window.nw.ready", timeout=30000)
         page.evaluate("window.nw.ready")
         page.evaluate("window.nw.pause(true)")
-        fps = page.evaluate(f"window.nw.bench({seconds}, 3)")["fps"]
+        fps = page.evaluate(f"window.nw.bench({seconds}, 0)")["fps"]  # one step of warm-up: the profile counts all
         page.evaluate("window.nw.endProfiling()")
         page.wait_for_timeout(500)  # the last console messages
     events = []
@@ -326,7 +332,7 @@ def download_mb(web: Path, model: str) -> float:
 
 def bench_one(name, net, schema, start, preset, *, seconds: float, threads: list[int], runtimes: list[str],
               peaks: dict, train: bool, walk_seconds: float = 3.0, profile: bool = False, recall=None,
-              repeat: int = 1) -> dict:
+              repeat: int = 1, warmup: float = WARMUP_SECONDS) -> dict:
     from neuralworld import export, quantize
     from neuralworld.recall import Follower
 
@@ -382,9 +388,9 @@ def bench_one(name, net, schema, start, preset, *, seconds: float, threads: list
             if "wasm" in runtimes:
                 for lever, query in LEVERS:
                     record("chromium-wasm", lever, bench_browser(web, "wasm", seconds, t, query,
-                                                                 walk_seconds if lever == "all" else 0.0), t)
+                                                                 walk_seconds if lever == "all" else 0.0, warmup), t)
         if "webgpu" in runtimes:
-            record("chromium-webgpu", "all", bench_browser(web, "webgpu", seconds), 0)
+            record("chromium-webgpu", "all", bench_browser(web, "webgpu", seconds, warmup=warmup), 0)
         if profile and "wasm" in runtimes:
             row["profile"] = {t: profile_browser(web, seconds, t) for t in threads}
     if train:
@@ -472,6 +478,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated runtimes: torch, onnxruntime, wasm (chromium), webgpu (chromium, "
                              "when it finds an adapter)")
     parser.add_argument("--seconds", type=float, default=3.0, help="timed seconds per runtime, lever and thread count")
+    parser.add_argument("--warmup", type=float, default=WARMUP_SECONDS,
+                        help="seconds of steps the page runs before each of its timings: chromium optimises the "
+                             "runtime's hot code in the background over the first seconds")
     parser.add_argument("--threads", default="1,2",
                         help="comma-separated thread counts for every runtime (the page's ?threads=N)")
     parser.add_argument("--walk-seconds", type=float, default=3.0,
@@ -502,6 +511,8 @@ def run(args) -> int:
         raise UserError("give a world folder or --preset, not both")
     if args.repeat < 1:
         raise UserError(f"--repeat {args.repeat}: expected 1 or more")
+    if not args.warmup >= 0:
+        raise UserError(f"--warmup {args.warmup}: expected seconds, 0 or more")
     if args.json is not None:
         check_new_output(args.json, args.force)
     targets = [(args.world, None)] if args.world is not None else [(None, p) for p in (args.preset or ["tiny", "forest"])]
@@ -511,9 +522,9 @@ def run(args) -> int:
         *target, recall = load_target(world, preset)
         rows.append(bench_one(*target, seconds=args.seconds, threads=threads, runtimes=runtimes, peaks=peaks,
                               train=not args.no_train, walk_seconds=args.walk_seconds, profile=args.profile,
-                              recall=recall, repeat=args.repeat))
+                              recall=recall, repeat=args.repeat, warmup=args.warmup))
     print_table(rows, peaks, threads)
     if args.json is not None:
         atomic_write_json(args.json, {"peak_gflops": {str(k): v for k, v in peaks.items()}, "threads": threads,
-                                      "repeat": args.repeat, "results": rows})
+                                      "repeat": args.repeat, "warmup_seconds": args.warmup, "results": rows})
     return 0

@@ -255,7 +255,8 @@ window.nw = {
   async step(controls = null, noise = null) {
     return toRGB(await state.call('stepOnce', controls, noise, state.input.read()));
   },
-  // frames/s of whole steps (inference, memory update, drawing) with the recording's mean controls
+  // frames/s of whole steps (inference, memory update, drawing) with the recording's mean controls,
+  // timed for `seconds` after `warmup` seconds of them
   bench(seconds = 3, warmup = 3) { return state.call('bench', seconds, warmup); },
   endProfiling() { return state.call('endProfiling'); }, // with ?profile=1: the per-operator profile, to the console
   async lastFrame() { const f = await state.call('lastFrameBytes'); return f ? toRGB(f) : null; },
