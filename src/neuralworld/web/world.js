@@ -463,9 +463,8 @@ export class World {
   }
 
   // frames/s of whole steps (inference, memory, drawing) with the recording's mean controls, timed
-  // after `warmup` seconds of the same steps (at least one): over its first seconds the browser
-  // compiles the runtime's hot code again, optimised, on the same cores (at 2 threads in the worker,
-  // `forest`'s page took about 3 s to reach its steady frame rate)
+  // after `warmup` seconds of the same steps, at least one (the page is slower in its first seconds:
+  // bench.py, WARMUP_SECONDS)
   async bench(seconds = 3, warmup = 3) {
     return this.exclusive(async () => {
       const mean = this.meta.controls.mean || this.meta.controls.names.map(() => 0);
