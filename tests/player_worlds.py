@@ -131,7 +131,12 @@ def model_constants(model) -> dict:
 
 
 def channel_pads(model) -> int:
-    """How many Pad nodes of an ONNX model pad a 4-d tensor's channels (axis 1): the network's
-    zero channels (network.pad_channels), not the sampler's border or the frame's alpha."""
+    """How many Pad nodes of an ONNX model pad a 4-d tensor's channels (axis 1) with zeros: the
+    network's zero channels (network.pad_channels), not the sampler's border or the frame's alpha."""
     constants = model_constants(model)
-    return sum(1 for n in model.graph.node if n.op_type == "Pad" and constants[n.input[1]][[1, 5]].any())
+
+    def zeros(n) -> bool:  # no constant value given, or 0
+        return len(n.input) < 3 or not n.input[2] or not constants[n.input[2]].any()
+
+    return sum(1 for n in model.graph.node
+               if n.op_type == "Pad" and constants[n.input[1]][[1, 5]].any() and zeros(n))
