@@ -217,9 +217,7 @@ def test_parity_inputs_move_a_pose_world_as_a_walk_does():
     warp = MoveWarp(HEIGHT, WIDTH, focal=0.7)
     for seed in range(8):
         controls = export.parity_inputs(layout, HEIGHT, WIDTH, schema, seed)[0]
-        move = controls[:, :12].reshape(1, 3, 4)
-        plane = torch.cat([move[:, :, :2], move[:, :, 2:3] + move[:, :, 3:] * warp.inverse_depth], 2)
-        depth = (warp.K @ plane @ warp.K_inv @ warp.pixels)[0, 2]  # (H W) each pixel's depth in the old view
+        depth = (warp.K @ warp.plane(controls) @ warp.K_inv @ warp.pixels)[0, 2]  # (H W) each pixel's in the old view
         assert depth.min() > 0.3, seed
 
 

@@ -160,10 +160,12 @@ class MoveWarp(nn.Module):
     def forward(self, frame: torch.Tensor, controls: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """frame (B, 3, H, W), controls (B, C) raw -> frame (B, 3, H, W) warped by the move, and
         (B, 1, H, W) 1 where the old view held the pixel, 0 where it came into view."""
+        return self.sample(frame, self.plane(controls))
+
+    def plane(self, controls: torch.Tensor) -> torch.Tensor:
+        """(B, 3, 3) R + t e3^T / d of the controls' move, which adds t / d to R's third column."""
         move = controls[:, :12].reshape(-1, 3, 4)
-        # (B, 3, 3): R + t e3^T / d, which adds t / d to R's third column
-        plane = torch.cat([move[:, :, :2], move[:, :, 2:3] + move[:, :, 3:] * self.inverse_depth], 2)
-        return self.sample(frame, plane)
+        return torch.cat([move[:, :, :2], move[:, :, 2:3] + move[:, :, 3:] * self.inverse_depth], 2)
 
     def sample(self, frame: torch.Tensor, plane: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """frame (B, 3, H, W) seen through (B, 3, 3) camera-axes homography `plane` (new camera
