@@ -3,10 +3,13 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from neuralworld import bench, export
 from neuralworld.cli import main
+from neuralworld.model.config import get_preset
 
 from player_worlds import save_world
 
@@ -43,6 +46,15 @@ def test_repeat_keeps_the_best_of_interleaved_timings(tmp_path, capsys):
     assert order == [1, 2] * 3  # thread counts in turn, three times
     for t, fps in kept.items():
         assert fps == pytest.approx(max(float(words[5]) for words in timed if int(words[3]) == t), abs=0.05)
+
+
+def test_a_random_world_steps_with_a_standing_move():
+    """The page's bench steps with the schema's mean controls: for a random world, standing (a
+    rotation), not the zero matrix a mean of zeros would give the warp."""
+    net, schema, _ = bench.random_world(get_preset("tiny").net)
+    mean = np.array(schema.mean)
+    assert np.array_equal(mean[:12].reshape(3, 4), np.eye(3, 4)) and mean[schema.names.index("valid")] == 1
+    assert np.array_equal(net.normalise_controls(torch.tensor(mean, dtype=torch.float32)[None]), torch.zeros(1, 16))
 
 
 def test_unknown_runtime_or_threads_is_a_user_error():

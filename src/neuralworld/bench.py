@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import dataclasses
 import importlib.util
 import json
 import os
@@ -313,7 +314,10 @@ def random_world(config):
     from neuralworld.controls import ControlSchema
     from neuralworld.model.network import WorldNet
 
-    schema = ControlSchema.identity()
+    # its mean move, which the page's bench steps with, is standing ([I | 0], a 1/30 s step, valid):
+    # the identity schema's mean of zeros would be a zero rotation, a move no player makes
+    standing = (*np.eye(3, 4).ravel(), 0.0, 0.0, 1 / 30, 1.0)
+    schema = dataclasses.replace(ControlSchema.identity(), mean=tuple(float(v) for v in standing))
     torch.manual_seed(0)
     net = WorldNet(config, schema).eval()
     with torch.no_grad():  # random everywhere (a fresh residual net starts as an exact copy of its input)
