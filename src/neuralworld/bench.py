@@ -311,13 +311,15 @@ def stand_in_bank(start: np.ndarray):
 
 def random_world(config):
     """(net, schema, start frames) of a network with random weights: speed does not depend on them."""
-    from neuralworld.controls import ControlSchema
+    from neuralworld.controls import ControlSchema, walk_pose
     from neuralworld.model.network import WorldNet
+    from neuralworld.tour import tour_controls
 
-    # its mean move, which the page's bench steps with, is standing ([I | 0], a 1/30 s step, valid):
-    # the identity schema's mean of zeros would be a zero rotation, a move no player makes
-    standing = (*np.eye(3, 4).ravel(), 0.0, 0.0, 1 / 30, 1.0)
-    schema = dataclasses.replace(ControlSchema.identity(), mean=tuple(float(v) for v in standing))
+    # its mean, which the page's bench steps with, is the player standing for a 1/30 s step: the
+    # identity schema's mean of zeros would be a zero rotation, a move no player makes
+    identity = ControlSchema.identity()
+    standing = tour_controls(identity, 1 / 30, 1, walk_pose(np.zeros(3), 0.0, 0.0), idle=True)[0][0]
+    schema = dataclasses.replace(identity, mean=tuple(standing.tolist()))
     torch.manual_seed(0)
     net = WorldNet(config, schema).eval()
     with torch.no_grad():  # random everywhere (a fresh residual net starts as an exact copy of its input)
